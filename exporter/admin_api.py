@@ -1,0 +1,459 @@
+"""HTTP client for the Admin API's usage, cost and list endpoints; returns parsed rows.
+
+Fetching only: no schedule and no metrics here. Every HTTP attempt is reported through
+``on_response`` so the caller can count it; failures raise ``AdminAPIError`` with a short,
+fixed ``reason`` word that becomes the ``reason`` label of the poll error counter.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterator
+
+import requests
+import tenacity
+
+from exporter import __version__
+from exporter.config import MAX_BUCKETS, HTTPSettings, Organization
+from exporter.windows import bucket_count
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2023-06-01"
+USER_AGENT = f"anthropic-usage-exporter/{__version__} (+https://github.com/anthropic-usage-exporter)"
+
+# Label value of `endpoint` in anthropic_exporter_api_requests_total -> URL path.
+ENDPOINTS = {
+    "usage_report_messages": "/v1/organizations/usage_report/messages",
+    "cost_report": "/v1/organizations/cost_report",
+    "api_keys": "/v1/organizations/api_keys",
+    "workspaces": "/v1/organizations/workspaces",
+}
+
+MAX_ATTEMPTS = 5
+MAX_BACKOFF = 30.0
+LIST_PAGE_SIZE = 1000
+
+
+class AdminAPIError(Exception):
+    """A request (after any retries) or its response failed; ``reason`` is a fixed word."""
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None, request_id: str | None = None):
+        detail = f" (HTTP {status}" if status else ""
+        if request_id:
+            detail += f", request-id {request_id}" if detail else f" (request-id {request_id}"
+        super().__init__(f"{message}{detail + ')' if detail else ''}")
+        self.reason = reason
+        self.status = status
+        self.request_id = request_id
+        self.retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class UsageValues:
+    uncached_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_5m: int = 0
+    cache_creation_1h: int = 0
+    output_tokens: int = 0
+    web_search_requests: int = 0
+
+    def __add__(self, other: UsageValues) -> UsageValues:
+        return UsageValues(*(a + b for a, b in zip(_fields(self), _fields(other))))
+
+
+def _fields(v: UsageValues) -> tuple[int, ...]:
+    return (v.uncached_input_tokens, v.cache_read_input_tokens, v.cache_creation_5m,
+            v.cache_creation_1h, v.output_tokens, v.web_search_requests)
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    dimensions: tuple[str | None, ...]  # values of the requested group_by, in that order
+    values: UsageValues
+
+
+COST_DIMENSIONS = ("workspace_id", "cost_type", "model", "token_type", "service_tier",
+                   "context_window", "inference_geo")
+
+
+@dataclass(frozen=True)
+class CostRow:
+    dimensions: tuple[str | None, ...]  # COST_DIMENSIONS, in that order
+    amount_cents: Decimal
+
+
+@dataclass(frozen=True)
+class Bucket:
+    starting_at: datetime
+    ending_at: datetime
+    rows: tuple[Any, ...]
+
+
+@dataclass
+class Report:
+    """The buckets of a report, oldest first, and how many rows were skipped, by reason."""
+
+    buckets: list[Bucket] = field(default_factory=list)
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+@dataclass(frozen=True)
+class APIKey:
+    id: str
+    name: str
+    status: str
+    workspace_id: str | None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: str
+    name: str
+
+
+class RateLimiter:
+    """At most ``per_minute`` requests in any 60 s, sleeping (never beyond a deadline) to keep it."""
+
+    def __init__(self, per_minute: int, *, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.per_minute = per_minute
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self._sent: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def acquire(self, deadline: float) -> None:
+        with self._lock:
+            now = self.monotonic()
+            while self._sent and now - self._sent[0] >= 60:
+                self._sent.popleft()
+            if len(self._sent) >= self.per_minute:
+                wait = 60 - (now - self._sent[0])
+                if now + wait > deadline:
+                    raise AdminAPIError("timeout", "poll deadline reached while pacing requests")
+                self.sleep(wait)
+                self._sent.popleft()
+                now = self.monotonic()
+            self._sent.append(now)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError(f"expected an RFC 3339 time, got {text!r}")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"time without a zone: {text!r}")
+    return moment.astimezone(timezone.utc)
+
+
+class AdminClient:
+    """One organization's Admin API, with retries, pacing and a bounded time per poll."""
+
+    def __init__(
+        self,
+        org: Organization,
+        settings: HTTPSettings,
+        *,
+        session: requests.Session | None = None,
+        on_response: Callable[[str, str], None] = lambda endpoint, code: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.base_url = org.base_url
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.session.headers.update({
+            "x-api-key": org.api_key.reveal(),
+            "anthropic-version": API_VERSION,
+            "user-agent": USER_AGENT,
+            "accept": "application/json",
+        })
+        self.on_response = on_response
+        self.clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.limiter = RateLimiter(settings.max_requests_per_minute, monotonic=monotonic, sleep=sleep)
+
+    def deadline(self) -> float:
+        """The monotonic time by which a poll started now must be done."""
+        return self.monotonic() + self.settings.poll_timeout
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def usage_report(self, start: datetime, end: datetime, width: str, group_by: tuple[str, ...],
+                     deadline: float) -> Report:
+        params: dict[str, Any] = {"bucket_width": width}
+        if group_by:
+            params["group_by[]"] = list(group_by)
+        report = Report()
+        for raw in self._bucket_pages("usage_report_messages", start, end, width, params, deadline):
+            report.buckets.append(_parse_bucket(raw, lambda row: _parse_usage_row(row, group_by), report))
+        return report
+
+    def cost_report(self, start: datetime, end: datetime, deadline: float) -> Report:
+        params = {"bucket_width": "1d", "group_by[]": ["workspace_id", "description"]}
+        report = Report()
+        for raw in self._bucket_pages("cost_report", start, end, "1d", params, deadline):
+            report.buckets.append(_parse_bucket(raw, _parse_cost_row, report))
+        return report
+
+    def _bucket_pages(self, endpoint: str, start: datetime, end: datetime, width: str,
+                      params: dict[str, Any], deadline: float) -> Iterator[dict[str, Any]]:
+        wanted = bucket_count(start, end, width)
+        params = {**params, "starting_at": format_time(start), "ending_at": format_time(end),
+                  "limit": min(wanted, MAX_BUCKETS[width])}
+        # A page may hold fewer buckets than asked for, so bound the pages by buckets, not pages.
+        for _ in range(wanted + 1):
+            body = self._get_with_ending_fallback(endpoint, params, end, deadline)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise AdminAPIError("invalid_response", f"{endpoint}: response has no data list")
+            yield from data
+            next_page = body.get("next_page")
+            if not body.get("has_more") or not next_page:
+                return
+            if next_page == params.get("page"):
+                raise AdminAPIError("invalid_response", f"{endpoint}: next_page repeats the page just read")
+            params = {**params, "page": next_page}
+        raise AdminAPIError("invalid_response", f"{endpoint}: more pages than buckets requested")
+
+    def _get_with_ending_fallback(self, endpoint: str, params: dict[str, Any], end: datetime,
+                                  deadline: float) -> dict[str, Any]:
+        try:
+            return self._get(endpoint, params, deadline)
+        except AdminAPIError as exc:
+            # Whether the API accepts an ending_at in the future is unknown (anthropic-api.md §0):
+            # on a 400 for one, ask again without it and let the API default to now.
+            if exc.status != 400 or "ending_at" not in params or end <= self.clock():
+                raise
+            log.warning("the API refused an ending_at in the future; asking again without ending_at",
+                        extra={"endpoint": endpoint})
+            return self._get(endpoint, {k: v for k, v in params.items() if k != "ending_at"}, deadline)
+
+    # -- lists -----------------------------------------------------------------------------
+
+    def api_keys(self, deadline: float) -> list[APIKey]:
+        keys = []
+        for item in self._list("api_keys", {}, deadline):
+            key_id, name = item.get("id"), item.get("name")
+            if not isinstance(key_id, str) or not key_id:
+                continue
+            keys.append(APIKey(key_id, name if isinstance(name, str) else "",
+                               str(item.get("status") or "unknown"), _str_or_none(item.get("workspace_id"))))
+        return keys
+
+    def workspaces(self, deadline: float) -> list[Workspace]:
+        spaces = []
+        for item in self._list("workspaces", {"include_archived": "true"}, deadline):
+            space_id, name = item.get("id"), item.get("name")
+            if isinstance(space_id, str) and space_id:
+                spaces.append(Workspace(space_id, name if isinstance(name, str) else ""))
+        return spaces
+
+    def _list(self, endpoint: str, params: dict[str, Any], deadline: float) -> Iterator[dict[str, Any]]:
+        params = {**params, "limit": LIST_PAGE_SIZE}
+        seen: set[str] = set()
+        while True:
+            body = self._get(endpoint, params, deadline)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise AdminAPIError("invalid_response", f"{endpoint}: response has no data list")
+            yield from (item for item in data if isinstance(item, dict))
+            last_id = body.get("last_id")
+            if not body.get("has_more") or not isinstance(last_id, str):
+                return
+            if last_id in seen:
+                raise AdminAPIError("invalid_response", f"{endpoint}: last_id repeats a page already read")
+            seen.add(last_id)
+            params = {**params, "after_id": last_id}
+
+    # -- one GET, with retries -------------------------------------------------------------
+
+    def _get(self, endpoint: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_retryable),
+            wait=_backoff,
+            stop=lambda state: (state.attempt_number >= MAX_ATTEMPTS
+                                or self.monotonic() + state.upcoming_sleep > deadline),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return retrying(self._attempt, endpoint, params, deadline)
+
+    def _attempt(self, endpoint: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
+        remaining = deadline - self.monotonic()
+        if remaining <= 0:
+            raise AdminAPIError("timeout", f"{endpoint}: poll deadline reached")
+        self.limiter.acquire(deadline)
+        timeout = min(self.settings.request_timeout, max(deadline - self.monotonic(), 0.001))
+        try:
+            response = self.session.get(self.base_url + ENDPOINTS[endpoint], params=params, timeout=timeout)
+        except requests.Timeout:
+            self.on_response(endpoint, "none")
+            raise AdminAPIError("timeout", f"{endpoint}: no answer within {timeout:.3g}s") from None
+        except requests.RequestException as exc:
+            self.on_response(endpoint, "none")
+            raise AdminAPIError("connection", f"{endpoint}: {type(exc).__name__}") from None
+        self.on_response(endpoint, str(response.status_code))
+        request_id = response.headers.get("request-id")
+        if response.status_code != 200:
+            raise _status_error(endpoint, response, request_id)
+        try:
+            body = response.json()
+        except ValueError:
+            raise AdminAPIError("invalid_response", f"{endpoint}: response body is not valid JSON",
+                                status=200, request_id=request_id) from None
+        if not isinstance(body, dict):
+            raise AdminAPIError("invalid_response", f"{endpoint}: response body is not a JSON object",
+                                status=200, request_id=request_id)
+        return body
+
+
+def _status_error(endpoint: str, response: requests.Response, request_id: str | None) -> AdminAPIError:
+    status = response.status_code
+    error_type = "unknown"
+    try:
+        error = response.json().get("error") or {}
+        error_type = str(error.get("type") or error_type)
+    except (ValueError, AttributeError):
+        pass
+    # Match on status and error.type, never on message text (anthropic-api.md §0).
+    if status == 429:
+        reason = "rate_limited"
+    elif status == 529:
+        reason = "overloaded"
+    elif status >= 500:
+        reason = "server_error"
+    elif status in (401, 403):
+        reason = "auth"
+    else:
+        reason = "bad_request"
+    exc = AdminAPIError(reason, f"{endpoint}: {error_type}", status=status, request_id=request_id)
+    exc.retry_after = _retry_after(response.headers.get("retry-after"))
+    return exc
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def _retryable(exc: BaseException) -> bool:
+    if not isinstance(exc, AdminAPIError):
+        return False
+    if exc.status is None:
+        return exc.reason in ("timeout", "connection")
+    return exc.status == 429 or exc.status >= 500
+
+
+def _backoff(state: tenacity.RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, AdminAPIError) and exc.retry_after is not None:
+        return exc.retry_after
+    # Exponential with "full jitter" in the upper half, so many exporters do not retry in step.
+    base = min(MAX_BACKOFF, 2.0 ** (state.attempt_number - 1))
+    return base * (0.5 + random.random() / 2)
+
+
+# -- parsing: tolerant of unknown fields; a row that cannot be read is skipped and counted ----
+
+def _parse_bucket(raw: Any, parse_row: Callable[[dict[str, Any]], Any], report: Report) -> Bucket:
+    if not isinstance(raw, dict):
+        raise AdminAPIError("invalid_response", "a bucket is not a JSON object")
+    try:
+        start, end = parse_time(raw.get("starting_at")), parse_time(raw.get("ending_at"))
+    except ValueError as exc:
+        raise AdminAPIError("invalid_response", f"bucket has a bad time: {exc}") from None
+    rows = []
+    for item in raw.get("results") or ():
+        try:
+            rows.append(parse_row(item))
+        except _SkipRow as skip:
+            report.skipped[skip.reason] += 1
+    return Bucket(start, end, tuple(rows))
+
+
+class _SkipRow(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _SkipRow("invalid_row")
+    return value
+
+
+def _required_count(row: dict[str, Any], key: str) -> int:
+    if key not in row:
+        raise _SkipRow("invalid_row")
+    return _count(row[key])
+
+
+def _nested(row: dict[str, Any], key: str) -> dict[str, Any]:
+    value = row.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _SkipRow("invalid_row")
+    return value
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _parse_usage_row(row: Any, group_by: tuple[str, ...]) -> UsageRow:
+    if not isinstance(row, dict):
+        raise _SkipRow("invalid_row")
+    cache_creation = _nested(row, "cache_creation")
+    dims = tuple(row.get(d) for d in group_by)
+    if any(d is not None and not isinstance(d, str) for d in dims):
+        raise _SkipRow("invalid_row")
+    return UsageRow(dims, UsageValues(
+        uncached_input_tokens=_required_count(row, "uncached_input_tokens"),
+        cache_read_input_tokens=_required_count(row, "cache_read_input_tokens"),
+        cache_creation_5m=_count(cache_creation.get("ephemeral_5m_input_tokens")),
+        cache_creation_1h=_count(cache_creation.get("ephemeral_1h_input_tokens")),
+        output_tokens=_required_count(row, "output_tokens"),
+        web_search_requests=_count(_nested(row, "server_tool_use").get("web_search_requests")),
+    ))
+
+
+def _parse_cost_row(row: Any) -> CostRow:
+    if not isinstance(row, dict):
+        raise _SkipRow("invalid_row")
+    if row.get("currency", "USD") != "USD":
+        raise _SkipRow("currency")
+    amount = row.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, (str, int, float)):
+        raise _SkipRow("invalid_row")
+    try:
+        cents = Decimal(str(amount))
+    except InvalidOperation:
+        raise _SkipRow("invalid_row") from None
+    if not cents.is_finite():
+        raise _SkipRow("invalid_row")
+    dims = tuple(row.get(d) for d in COST_DIMENSIONS)
+    if any(d is not None and not isinstance(d, str) for d in dims):
+        raise _SkipRow("invalid_row")
+    return CostRow(dims, cents)
+

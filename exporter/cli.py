@@ -1,0 +1,168 @@
+"""Command line: run the exporter, check a config, poll once, run the demo, or read the request log."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from dataclasses import replace
+from typing import Sequence
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import generate_latest
+
+from exporter import __version__
+from exporter.admin_api import ENDPOINTS
+from exporter.collector import AdminCollector, ExpositionCache
+from exporter.config import Config, ConfigError, Organization, Secret, load_config, redacted_dump
+from exporter.logs import LEVELS, configure
+from exporter.poller import Poller, start_pollers
+from exporter.server import ExporterServer
+from exporter.state import ExporterState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 10711
+DEFAULT_DEMO_LOG = "anthropic-requests.sqlite3"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anthropic-usage-exporter",
+        description="Export Anthropic Admin API usage and cost reports as Prometheus metrics. "
+                    "Run 'anthropic-usage-exporter requests --help' to read the client middleware's request log.",
+    )
+    parser.add_argument("--config.file", dest="config_file", metavar="PATH",
+                        help="YAML configuration file (default: one organization, key from $ANTHROPIC_ADMIN_API_KEY)")
+    parser.add_argument("--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}",
+                        metavar="[HOST]:PORT", help=f"address to serve metrics on (default :{DEFAULT_PORT})")
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
+                        help="path of the metrics endpoint (default /metrics)")
+    parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
+    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    parser.add_argument("--config.check", dest="config_check", action="store_true",
+                        help="validate the configuration, print it with secrets redacted, and exit")
+    parser.add_argument("--once", action="store_true",
+                        help="poll every report once, print the metrics to stdout, exit 1 if any poll failed")
+    parser.add_argument("--demo", action="store_true",
+                        help="poll a built-in simulated organization instead of the real API (no key needed)")
+    parser.add_argument("--demo.request-log", dest="demo_request_log", default=DEFAULT_DEMO_LOG, metavar="PATH",
+                        help=f"where the demo's client traffic logs its requests (default {DEFAULT_DEMO_LOG})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--web.listen-address: {text!r} is not [HOST]:PORT")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["requests"]:
+        from exporter.client.log_cli import main as requests_main
+        return requests_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure(args.log_level, args.log_format)
+    try:
+        address = parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"error: invalid configuration ({len(exc.problems)} problem"
+              f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if args.config_check and not args.demo:
+        sys.stdout.write(redacted_dump(config))
+        return 0
+    simulator = _start_simulator() if args.demo else None
+    if simulator is not None:
+        config = replace(config, organizations=(
+            Organization("demo", Secret(simulator.admin_key), simulator.url, None, None),))
+        if args.config_check:
+            sys.stdout.write(redacted_dump(config))
+            return 0
+    state = ExporterState([org.name for org in config.organizations], ENDPOINTS)
+    polled = CollectorRegistry(auto_describe=False)
+    polled.register(AdminCollector(state))
+    if args.once:
+        ok = all([Poller(org, config, state).poll_all() for org in config.organizations])
+        sys.stdout.write(generate_latest(polled).decode())
+        return 0 if ok else 1
+    return _serve(args, address, config, state, polled, simulator)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    # The demo replaces the organizations, so their keys need not exist.
+    return load_config(args.config_file, resolve_keys=not args.demo)
+
+
+class _Simulator:
+    def __init__(self) -> None:
+        from exporter.simulator import ADMIN_KEY, SimulatedOrganization, SimulatorServer
+        self.server = SimulatorServer(SimulatedOrganization(seed=7), host="127.0.0.1", port=0).start()
+        self.url = self.server.url
+        self.admin_key = ADMIN_KEY
+
+
+def _start_simulator() -> _Simulator:
+    sim = _Simulator()
+    log.info("demo mode: polling a simulated organization", extra={"simulator": sim.url})
+    return sim
+
+
+def _serve(args: argparse.Namespace, address: tuple[str, int], config: Config, state: ExporterState,
+           polled: CollectorRegistry, simulator: _Simulator | None) -> int:
+    live = CollectorRegistry()
+    ProcessCollector(registry=live)
+    PlatformCollector(registry=live)
+    GCCollector(registry=live)
+    exposition = ExpositionCache(polled, live, lambda: state.generation)
+    links: tuple[tuple[str, str], ...] = ()
+    if simulator is not None:
+        links = ((simulator.url + "/v1/organizations/workspaces", "Simulated Admin API (needs a key)"),)
+    try:
+        server = ExporterServer(address, exposition, state, args.telemetry_path, links)
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": args.listen_address, "err": exc.strerror})
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    start_pollers(config, state, stop)
+    if simulator is not None:
+        _start_demo_traffic(simulator, live, args.demo_request_log, stop)
+    server.start()
+    host, port = server.server_address[:2]
+    shown = "localhost" if host in ("", "0.0.0.0", "::") else host
+    log.info("listening", extra={"address": f"{host}:{port}",
+                                 "url": f"http://{shown}:{port}/", "version": __version__})
+    stop.wait()
+    log.info("shutting down")
+    server.shutdown()
+    return 0
+
+
+def _start_demo_traffic(simulator: _Simulator, registry: CollectorRegistry, request_log: str,
+                        stop: threading.Event) -> None:
+    """Send a little traffic through an instrumented SDK client, so client metrics show too."""
+    from exporter.client.demo import drive_demo_traffic
+    thread = threading.Thread(target=drive_demo_traffic, name="demo-traffic", daemon=True,
+                              args=(simulator.url, registry, request_log, stop))
+    thread.start()
+    log.info("demo mode: sending sample Messages API traffic", extra={"request_log": request_log})
+
+
+def run() -> None:
+    raise SystemExit(main())

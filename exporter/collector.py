@@ -1,0 +1,205 @@
+"""Turns the exporter's state into metric families (metrics.md §1), and caches their rendering.
+
+The collector only reads the latest snapshots: a scrape never calls the Admin API. Since the
+polled figures change only when a poll lands, ``ExpositionCache`` renders them once per
+change and appends the small, live part (process metrics, client metrics) on every scrape.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from typing import Callable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest as generate_text
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter import __version__
+from exporter.snapshot import (COST_LABELS, APIKeysSnapshot, CostSnapshot, UsageSnapshot,
+                               WorkspacesSnapshot)
+from exporter.state import ExporterState
+
+REFRESH = "Refreshed when the exporter polls the Admin API (on a schedule), not per scrape."
+USAGE_ENDPOINT = "GET /v1/organizations/usage_report/messages"
+COST_ENDPOINT = "GET /v1/organizations/cost_report"
+
+# metric name, the usage report field it sums
+USAGE_METRICS = (
+    ("anthropic_usage_uncached_input_tokens", "uncached_input_tokens", "uncached_input_tokens"),
+    ("anthropic_usage_cache_read_input_tokens", "cache_read_input_tokens", "cache_read_input_tokens"),
+    ("anthropic_usage_output_tokens", "output_tokens", "output_tokens"),
+    ("anthropic_usage_web_search_requests", "server_tool_use.web_search_requests", "web_search_requests"),
+)
+
+
+class AdminCollector:
+    """Every metric of metrics.md §1, built fresh from the state on each ``collect()``.
+
+    Example output (one series of each kind)::
+
+        anthropic_usage_output_tokens{organization="acme",window="1h",workspace_id="default",
+            api_key_id="console",model="claude-opus-4-6",service_tier="standard",
+            context_window="0-200k"} 512.0
+        anthropic_cost_usd{organization="acme",window="today",workspace_id="wrkspc_01...",
+            cost_type="tokens",model="claude-opus-4-6",token_type="output_tokens",
+            service_tier="standard",context_window="0-200k",inference_geo="global"} 1.2378912
+        anthropic_api_key_info{organization="acme",api_key_id="apikey_01...",api_key_name="CI",
+            workspace_id="default",status="active"} 1.0
+        anthropic_exporter_up{organization="acme",report="usage"} 1.0
+    """
+
+    def __init__(self, state: ExporterState, version: str = __version__):
+        self.state = state
+        self.version = version
+
+    def collect(self) -> Iterator[Metric]:
+        statuses = self.state.statuses()
+        orgs = self.state.organizations
+        usage = {org: statuses[(org, "usage")].snapshot for org in orgs}
+        cost = {org: statuses[(org, "cost")].snapshot for org in orgs}
+        yield from self._usage(usage)
+        yield from self._cost(cost)
+        yield from self._names(statuses, orgs)
+        yield from self._health(statuses)
+
+    def _usage(self, snapshots: dict[str, UsageSnapshot | None]) -> Iterator[Metric]:
+        present = {org: s for org, s in snapshots.items() if s is not None}
+        group_by = next(iter(present.values())).label_names if present else ()
+        labels = ["organization", "window", *group_by]
+        for name, field, attribute in USAGE_METRICS:
+            family = GaugeMetricFamily(
+                name, f"Sum over the window of `{field}` from {USAGE_ENDPOINT}. {REFRESH}", labels=labels)
+            for org, snapshot in present.items():
+                for label_values, per_window in snapshot.series.items():
+                    for window, values in per_window.items():
+                        family.add_metric([org, window, *label_values], getattr(values, attribute))
+            yield family
+        family = GaugeMetricFamily(
+            "anthropic_usage_cache_creation_input_tokens",
+            f"Sum over the window of `cache_creation.ephemeral_{{5m,1h}}_input_tokens` from {USAGE_ENDPOINT},"
+            f" by cache TTL. {REFRESH}", labels=[*labels, "cache_ttl"])
+        for org, snapshot in present.items():
+            for label_values, per_window in snapshot.series.items():
+                for window, values in per_window.items():
+                    family.add_metric([org, window, *label_values, "5m"], values.cache_creation_5m)
+                    family.add_metric([org, window, *label_values, "1h"], values.cache_creation_1h)
+        yield family
+
+    def _cost(self, snapshots: dict[str, CostSnapshot | None]) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "anthropic_cost_usd",
+            f"Sum over the window of `amount` (cents) / 100 from {COST_ENDPOINT} grouped by workspace_id"
+            f" and description, in US dollars. {REFRESH}", labels=["organization", "window", *COST_LABELS])
+        for org, snapshot in snapshots.items():
+            if snapshot is None:
+                continue
+            for label_values, per_window in snapshot.series.items():
+                for window, usd in per_window.items():
+                    family.add_metric([org, window, *label_values], float(usd))
+        yield family
+
+    def _names(self, statuses, orgs) -> Iterator[Metric]:
+        keys = GaugeMetricFamily(
+            "anthropic_api_key_info",
+            f"API key names, 1 per key (all statuses), from GET /v1/organizations/api_keys. {REFRESH}",
+            labels=["organization", "api_key_id", "api_key_name", "workspace_id", "status"])
+        spaces = GaugeMetricFamily(
+            "anthropic_workspace_info",
+            f"Workspace names, 1 per workspace (archived included), from GET /v1/organizations/workspaces."
+            f" {REFRESH}", labels=["organization", "workspace_id", "workspace_name"])
+        for org in orgs:
+            # Console usage has no key and the Default Workspace is not listed; name them anyway.
+            keys.add_metric([org, "console", "Console", "default", "active"], 1)
+            spaces.add_metric([org, "default", "Default"], 1)
+            key_snapshot: APIKeysSnapshot | None = statuses[(org, "api_keys")].snapshot
+            for key in key_snapshot.keys if key_snapshot else ():
+                keys.add_metric([org, key.id, key.name, key.workspace_id or "default", key.status], 1)
+            space_snapshot: WorkspacesSnapshot | None = statuses[(org, "workspaces")].snapshot
+            for space in space_snapshot.workspaces if space_snapshot else ():
+                spaces.add_metric([org, space.id, space.name], 1)
+        yield keys
+        yield spaces
+
+    def _health(self, statuses) -> Iterator[Metric]:
+        build = GaugeMetricFamily("anthropic_exporter_build_info", "The exporter's version; always 1.",
+                                  labels=["version"])
+        build.add_metric([self.version], 1)
+        yield build
+        report_labels = ["organization", "report"]
+        up = GaugeMetricFamily("anthropic_exporter_up",
+                               "1 if the newest poll of the report succeeded, else 0 (the last good figures"
+                               " keep being served).", labels=report_labels)
+        success = GaugeMetricFamily("anthropic_exporter_last_success_timestamp_seconds",
+                                    "Unix time of the newest successful poll of the report.",
+                                    labels=report_labels)
+        fresh = GaugeMetricFamily("anthropic_exporter_data_timestamp_seconds",
+                                  "End of the newest report bucket that held any data (the finest bucket"
+                                  " width polled): how fresh the data is.", labels=report_labels)
+        duration = GaugeMetricFamily("anthropic_exporter_poll_duration_seconds",
+                                     "How long the newest poll of the report took, retries included.",
+                                     labels=report_labels)
+        for (org, report), status in statuses.items():
+            up.add_metric([org, report], 1 if status.up else 0)
+            if status.last_success is not None:
+                success.add_metric([org, report], status.last_success)
+            stamp = getattr(status.snapshot, "data_timestamp", None)
+            if stamp is not None:
+                fresh.add_metric([org, report], stamp)
+            if status.poll_duration is not None:
+                duration.add_metric([org, report], status.poll_duration)
+        yield from (up, success, fresh, duration)
+        api_requests, poll_errors = self.state.counters()
+        requests_family = CounterMetricFamily(
+            "anthropic_exporter_api_requests",
+            "HTTP requests made to the Admin API, retries included, by endpoint and status code"
+            " (`none` when no response arrived).", labels=["organization", "endpoint", "code"])
+        for label_values, count in sorted(api_requests.items()):
+            requests_family.add_metric(list(label_values), count)
+        yield requests_family
+        errors_family = CounterMetricFamily(
+            "anthropic_exporter_poll_errors",
+            "Failed polls by reason; rows skipped in a poll count too (reason invalid_row or currency).",
+            labels=["organization", "report", "reason"])
+        for label_values, count in sorted(poll_errors.items()):
+            errors_family.add_metric(list(label_values), count)
+        yield errors_family
+
+
+class ExpositionCache:
+    """Serves ``polled`` rendered once per state generation, followed by ``live`` rendered per call.
+
+    With gzip, the compressor's state after the cached part is kept and copied per scrape, so
+    the cached part is never compressed twice and the result is still one valid gzip stream.
+    """
+
+    def __init__(self, polled: CollectorRegistry, live: CollectorRegistry, generation: Callable[[], int]):
+        self.polled = polled
+        self.live = live
+        self.generation = generation
+        self._lock = threading.Lock()
+        self._cache: dict[bool, tuple[int, bytes, bytes, zlib._Compress]] = {}
+
+    def render(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
+        _, text, gz_prefix, compressor = self._cached(openmetrics)
+        live = (generate_openmetrics if openmetrics else generate_text)(self.live)
+        if not gzip:
+            return text + live
+        tail = compressor.copy()
+        return gz_prefix + tail.compress(live) + tail.flush()
+
+    def _cached(self, openmetrics: bool) -> tuple[int, bytes, bytes, zlib._Compress]:
+        generation = self.generation()  # read first: a change while rendering re-renders next time
+        with self._lock:
+            entry = self._cache.get(openmetrics)
+            if entry is None or entry[0] != generation:
+                if openmetrics:
+                    text = generate_openmetrics(self.polled).removesuffix(b"# EOF\n")
+                else:
+                    text = generate_text(self.polled)
+                compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip container
+                gz_prefix = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                entry = (generation, text, gz_prefix, compressor)
+                self._cache[openmetrics] = entry
+            return entry

@@ -1,0 +1,421 @@
+"""Configuration: strict YAML parsing into frozen dataclasses, every error reported at once."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_KEY_ENV = "ANTHROPIC_ADMIN_API_KEY"
+
+# The usage report's grouping dimensions that become labels (anthropic-api.md §2).
+GROUP_BY_CHOICES = ("workspace_id", "api_key_id", "model", "service_tier", "context_window", "inference_geo")
+DEFAULT_GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
+
+# Bucket widths and the most buckets one request may ask for (the API's `limit` maximum).
+MAX_BUCKETS = {"1m": 1440, "1h": 168, "1d": 31}
+BUCKET_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
+CALENDARS = ("day", "month")
+
+_DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_UNITS = (604800, 86400, 3600, 60, 1, 0.001)
+_LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration, one per line, each naming its path."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or config dumps."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Organization:
+    name: str
+    api_key: Secret = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str | None = DEFAULT_KEY_ENV
+    api_key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sum over report buckets: either the N newest buckets of a width, or a calendar span."""
+
+    name: str
+    bucket_width: str
+    buckets: int | None = None
+    calendar: str | None = None
+
+
+@dataclass(frozen=True)
+class PollIntervals:
+    usage: float = 60.0
+    cost: float = 300.0
+    api_keys: float = 3600.0
+    workspaces: float = 3600.0
+
+
+@dataclass(frozen=True)
+class HTTPSettings:
+    request_timeout: float = 30.0
+    poll_timeout: float = 120.0
+    # The Admin API allows about 100 requests a minute per organization; stay well below.
+    max_requests_per_minute: int = 30
+
+
+DEFAULT_WINDOWS = (
+    Window("1h", "1m", buckets=60),
+    Window("24h", "1h", buckets=24),
+    Window("7d", "1d", buckets=7),
+    Window("30d", "1d", buckets=30),
+    Window("today", "1d", calendar="day"),
+    Window("month", "1d", calendar="month"),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    organizations: tuple[Organization, ...]
+    poll_intervals: PollIntervals = PollIntervals()
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY
+    windows: tuple[Window, ...] = DEFAULT_WINDOWS
+    http: HTTPSettings = HTTPSettings()
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Prometheus-style duration (``90s``, ``5m``, ``1h30m``) into seconds."""
+    match = _DURATION_RE.match(text) if text else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h)")
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS) if g)
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Prometheus-style spelling of a whole number of seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def load_config(path: str | None, environ: Mapping[str, str] | None = None, *,
+                resolve_keys: bool = True) -> Config:
+    """Read and validate the config file; with no path, the defaults with one organization.
+
+    Raises ConfigError listing every problem. ``resolve_keys=False`` skips reading admin keys.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None:
+        return parse_config({}, environ, resolve_keys=resolve_keys)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+    return parse_config({} if data is None else data, environ, resolve_keys=resolve_keys)
+
+
+def parse_config(data: Any, environ: Mapping[str, str], *, resolve_keys: bool = True) -> Config:
+    """Validate a decoded YAML document. ``resolve_keys=False`` skips reading the admin keys."""
+    parser = _Parser(environ, resolve_keys)
+    config = parser.config(data)
+    if parser.problems:
+        raise ConfigError(parser.problems)
+    assert config is not None
+    return config
+
+
+class _Parser:
+    """Walks the document once, collecting problems instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str], resolve_keys: bool):
+        self.environ = environ
+        self.resolve_keys = resolve_keys
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, got {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.problem(f"{path}.{key}" if path else str(key),
+                             f"unknown key (allowed: {', '.join(allowed)})")
+        return {k: v for k, v in value.items() if k in allowed}
+
+    def string(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, str) or not value:
+            self.problem(path, f"must be a non-empty string, got {_kind(value)}")
+            return None
+        return value
+
+    def duration(self, value: Any, path: str, default: float) -> float:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            self.problem(path, f"must be a duration such as 60s or 5m, got {_kind(value)}")
+            return default
+        try:
+            seconds = parse_duration(str(value)) if isinstance(value, str) else float(value)
+        except ValueError as exc:
+            self.problem(path, str(exc))
+            return default
+        if seconds < 1:
+            self.problem(path, f"must be at least 1s, got {value!r}")
+            return default
+        return seconds
+
+    def config(self, data: Any) -> Config | None:
+        top = self.mapping(data, "", ("organizations", "poll_intervals", "usage", "windows", "http"))
+        if data is not None and not isinstance(data, dict):
+            return None
+        organizations = self.organizations(top.get("organizations"))
+        poll = self.poll_intervals(top.get("poll_intervals"))
+        usage = self.mapping(top.get("usage"), "usage", ("group_by",))
+        group_by = self.group_by(usage.get("group_by", list(DEFAULT_GROUP_BY)))
+        windows = self.windows(top.get("windows"))
+        http = self.http(top.get("http"))
+        return Config(organizations, poll, group_by, windows, http)
+
+    def organizations(self, value: Any) -> tuple[Organization, ...]:
+        if value is None:
+            value = [{"name": "default"}]
+        if not isinstance(value, list) or not value:
+            self.problem("organizations", f"must be a non-empty list, got {_kind(value)}")
+            return ()
+        result = []
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            org = self.organization(item, f"organizations[{i}]")
+            if org is None:
+                continue
+            if org.name in seen:
+                self.problem(f"organizations[{i}].name", f"duplicate organization name {org.name!r}")
+            seen.add(org.name)
+            result.append(org)
+        return tuple(result)
+
+    def organization(self, value: Any, path: str) -> Organization | None:
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, got {_kind(value)}")
+            return None
+        fields = self.mapping(value, path, ("name", "api_key_env", "api_key_file", "base_url"))
+        name = self.string(fields.get("name"), f"{path}.name")
+        if name is not None and not _LABEL_VALUE_RE.match(name):
+            self.problem(f"{path}.name", f"{name!r} may hold only letters, digits and _.:-")
+        base_url = self.base_url(fields.get("base_url", DEFAULT_BASE_URL), f"{path}.base_url")
+        key_env, key_file, key = self.api_key(fields, path)
+        if name is None or base_url is None:
+            return None
+        return Organization(name, key, base_url, key_env, key_file)
+
+    def base_url(self, value: Any, path: str) -> str | None:
+        url = self.string(value, path)
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem(path, f"{url!r} is not an http(s) URL with a host")
+            return None
+        if parts.query or parts.fragment or parts.username or parts.password:
+            self.problem(path, f"{url!r} must not carry credentials, a query or a fragment")
+            return None
+        return url.rstrip("/")
+
+    def api_key(self, fields: dict[str, Any], path: str) -> tuple[str | None, str | None, Secret]:
+        key_env = fields.get("api_key_env")
+        key_file = fields.get("api_key_file")
+        if key_env is not None and key_file is not None:
+            self.problem(path, "set api_key_env or api_key_file, not both")
+            return None, None, Secret("")
+        if key_file is not None:
+            key_file = self.string(key_file, f"{path}.api_key_file")
+            if key_file is None or not self.resolve_keys:
+                return None, key_file, Secret("")
+            try:
+                with open(key_file, encoding="utf-8") as fh:
+                    secret = fh.read().strip()
+            except OSError as exc:
+                self.problem(f"{path}.api_key_file", f"cannot read {key_file}: {exc.strerror}")
+                return None, key_file, Secret("")
+            if not secret:
+                self.problem(f"{path}.api_key_file", f"{key_file} is empty")
+            return None, key_file, Secret(secret)
+        key_env = self.string(DEFAULT_KEY_ENV if key_env is None else key_env, f"{path}.api_key_env")
+        if key_env is None or not self.resolve_keys:
+            return key_env, None, Secret("")
+        secret = self.environ.get(key_env, "").strip()
+        if not secret:
+            self.problem(f"{path}.api_key_env", f"environment variable {key_env} is not set or empty")
+        return key_env, None, Secret(secret)
+
+    def poll_intervals(self, value: Any) -> PollIntervals:
+        defaults = PollIntervals()
+        fields = self.mapping(value, "poll_intervals", ("usage", "cost", "api_keys", "workspaces"))
+        return PollIntervals(**{
+            name: self.duration(fields.get(name), f"poll_intervals.{name}", getattr(defaults, name))
+            for name in ("usage", "cost", "api_keys", "workspaces")
+        })
+
+    def group_by(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.problem("usage.group_by", f"must be a list, got {_kind(value)}")
+            return DEFAULT_GROUP_BY
+        result: list[str] = []
+        for i, item in enumerate(value):
+            if item not in GROUP_BY_CHOICES:
+                self.problem(f"usage.group_by[{i}]",
+                             f"unknown dimension {item!r} (allowed: {', '.join(GROUP_BY_CHOICES)})")
+            elif item in result:
+                self.problem(f"usage.group_by[{i}]", f"duplicate dimension {item!r}")
+            else:
+                result.append(item)
+        return tuple(result)
+
+    def windows(self, value: Any) -> tuple[Window, ...]:
+        if value is None:
+            return DEFAULT_WINDOWS
+        if not isinstance(value, list) or not value:
+            self.problem("windows", f"must be a non-empty list, got {_kind(value)}")
+            return DEFAULT_WINDOWS
+        result: list[Window] = []
+        names: set[str] = set()
+        for i, item in enumerate(value):
+            window = self.window(item, f"windows[{i}]")
+            if window is None:
+                continue
+            if window.name in names:
+                self.problem(f"windows[{i}].name", f"duplicate window name {window.name!r}")
+            names.add(window.name)
+            result.append(window)
+        return tuple(result)
+
+    def window(self, value: Any, path: str) -> Window | None:
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, got {_kind(value)}")
+            return None
+        fields = self.mapping(value, path, ("name", "bucket_width", "buckets", "calendar"))
+        name = self.string(fields.get("name"), f"{path}.name")
+        if name is not None and not _LABEL_VALUE_RE.match(name):
+            self.problem(f"{path}.name", f"{name!r} may hold only letters, digits and _.:-")
+            name = None
+        calendar = fields.get("calendar")
+        buckets = fields.get("buckets")
+        width = fields.get("bucket_width", "1d" if calendar is not None else None)
+        if width not in MAX_BUCKETS:
+            self.problem(f"{path}.bucket_width", f"must be one of 1m, 1h, 1d, got {width!r}")
+            width = None
+        if (calendar is None) == (buckets is None):
+            self.problem(path, "set exactly one of buckets or calendar")
+            return None
+        if calendar is not None:
+            if calendar not in CALENDARS:
+                self.problem(f"{path}.calendar", f"must be day or month, got {calendar!r}")
+                return None
+            if width is not None and width != "1d":
+                self.problem(f"{path}.bucket_width", f"a calendar window needs 1d buckets, got {width!r}")
+                return None
+        else:
+            if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+                self.problem(f"{path}.buckets", f"must be a positive integer, got {buckets!r}")
+                return None
+            if width is not None and buckets > MAX_BUCKETS[width]:
+                self.problem(f"{path}.buckets",
+                             f"{buckets} buckets of {width} is more than the API serves "
+                             f"(at most {MAX_BUCKETS[width]})")
+                return None
+        if name is None or width is None:
+            return None
+        return Window(name, width, buckets=buckets, calendar=calendar)
+
+    def http(self, value: Any) -> HTTPSettings:
+        defaults = HTTPSettings()
+        fields = self.mapping(value, "http", ("request_timeout", "poll_timeout", "max_requests_per_minute"))
+        rate = fields.get("max_requests_per_minute", defaults.max_requests_per_minute)
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 100:
+            self.problem("http.max_requests_per_minute", f"must be an integer from 1 to 100, got {rate!r}")
+            rate = defaults.max_requests_per_minute
+        return HTTPSettings(
+            request_timeout=self.duration(fields.get("request_timeout"), "http.request_timeout",
+                                          defaults.request_timeout),
+            poll_timeout=self.duration(fields.get("poll_timeout"), "http.poll_timeout", defaults.poll_timeout),
+            max_requests_per_minute=rate,
+        )
+
+
+def redacted_dump(config: Config) -> str:
+    """The effective configuration as YAML: the key sources, never the keys."""
+    doc = {
+        "organizations": [
+            {
+                "name": org.name,
+                "base_url": org.base_url,
+                # Only where the key comes from; the key itself is never printed.
+                **({"api_key_file": org.api_key_file} if org.api_key_file else {"api_key_env": org.api_key_env}),
+            }
+            for org in config.organizations
+        ],
+        "poll_intervals": {
+            name: format_duration(getattr(config.poll_intervals, name))
+            for name in ("usage", "cost", "api_keys", "workspaces")
+        },
+        "usage": {"group_by": list(config.group_by)},
+        "windows": [
+            {"name": w.name, "bucket_width": w.bucket_width,
+             **({"buckets": w.buckets} if w.buckets is not None else {"calendar": w.calendar})}
+            for w in config.windows
+        ],
+        "http": {
+            "request_timeout": format_duration(config.http.request_timeout),
+            "poll_timeout": format_duration(config.http.poll_timeout),
+            "max_requests_per_minute": config.http.max_requests_per_minute,
+        },
+    }
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)

@@ -1,0 +1,54 @@
+"""Logging set-up in the Prometheus style: logfmt or JSON lines on stderr, configured once.
+
+Modules log a plain message and put the context in ``extra={...}``; those keys become fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    moment = datetime.fromtimestamp(record.created, timezone.utc)
+    fields: dict[str, object] = {
+        "ts": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
+        "level": "warn" if record.levelno == logging.WARNING else record.levelname.lower(),
+        "caller": f"{record.module}.py:{record.lineno}",
+    }
+    fields.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+    fields["msg"] = record.getMessage()
+    if record.exc_info:
+        fields["err"] = logging.Formatter().formatException(record.exc_info)
+    return fields
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{key}={_quote(str(value))}" for key, value in _fields(record).items())
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str)
+
+
+def _quote(value: str) -> str:
+    if value and not any(c in value for c in ' "=\n\t\\'):
+        return value
+    return json.dumps(value)
+
+
+def configure(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if fmt == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[level])
+    # urllib3 logs each retry with the URL; our own poll messages already say what failed.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -1,0 +1,82 @@
+"""The exporter's shared state: the latest good snapshot per report, poll health and counters.
+
+Pollers write, the collector reads. Every change bumps ``generation`` so the rendered
+exposition can be cached until the next change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+REPORTS = ("usage", "cost", "api_keys", "workspaces")
+# The `reason` values of anthropic_exporter_poll_errors_total, created at 0 up front.
+POLL_ERROR_REASONS = ("timeout", "connection", "rate_limited", "overloaded", "server_error", "auth",
+                      "bad_request", "invalid_response", "invalid_row", "currency", "internal")
+
+
+@dataclass(frozen=True)
+class ReportStatus:
+    snapshot: Any = None  # the last good snapshot, kept through failed polls
+    polled: bool = False  # a poll has finished, good or bad
+    up: bool = False
+    last_success: float | None = None
+    poll_duration: float | None = None
+
+
+class ExporterState:
+    def __init__(self, organizations: Iterable[str], endpoints: Iterable[str]):
+        self._lock = threading.Lock()
+        self.organizations = tuple(organizations)
+        self.generation = 0
+        self._status = {(org, report): ReportStatus() for org in self.organizations for report in REPORTS}
+        self._api_requests: Counter[tuple[str, str, str]] = Counter(
+            {(org, endpoint, "200"): 0 for org in self.organizations for endpoint in endpoints})
+        self._poll_errors: Counter[tuple[str, str, str]] = Counter(
+            {(org, report, reason): 0 for org in self.organizations
+             for report in REPORTS for reason in POLL_ERROR_REASONS})
+
+    def status(self, org: str, report: str) -> ReportStatus:
+        with self._lock:
+            return self._status[(org, report)]
+
+    def statuses(self) -> dict[tuple[str, str], ReportStatus]:
+        with self._lock:
+            return dict(self._status)
+
+    def ready(self) -> bool:
+        """Every report of every organization has been polled at least once."""
+        with self._lock:
+            return all(s.polled for s in self._status.values())
+
+    def succeeded(self, org: str, report: str, snapshot: Any, finished_at: float, duration: float) -> None:
+        with self._lock:
+            self._status[(org, report)] = ReportStatus(snapshot, True, True, finished_at, duration)
+            self.generation += 1
+
+    def failed(self, org: str, report: str, reason: str, duration: float) -> None:
+        with self._lock:
+            old = self._status[(org, report)]
+            self._status[(org, report)] = replace(old, polled=True, up=False, poll_duration=duration)
+            self._poll_errors[(org, report, reason)] += 1
+            self.generation += 1
+
+    def skipped_rows(self, org: str, report: str, reasons: Counter[str]) -> None:
+        if not reasons:
+            return
+        with self._lock:
+            for reason, count in reasons.items():
+                self._poll_errors[(org, report, reason)] += count
+            self.generation += 1
+
+    def api_request(self, org: str, endpoint: str, code: str) -> None:
+        with self._lock:
+            self._api_requests[(org, endpoint, code)] += 1
+            self.generation += 1
+
+    def counters(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], int]]:
+        """Copies of (api_requests, poll_errors), keyed by their label values."""
+        with self._lock:
+            return dict(self._api_requests), dict(self._poll_errors)

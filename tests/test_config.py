@@ -1,0 +1,184 @@
+"""Config parsing: defaults, the bad-config table with the exact messages, redaction."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from exporter.config import (DEFAULT_WINDOWS, ConfigError, Window, format_duration, load_config,
+                             parse_duration, redacted_dump)
+
+KEY = "sk-ant-admin01-SECRETSECRETSECRET"
+ENV = {"ANTHROPIC_ADMIN_API_KEY": KEY}
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def problems_of(tmp_path, text: str, environ=ENV) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ)
+    return info.value.problems
+
+
+def test_no_file_means_one_default_organization_keyed_from_the_environment():
+    config = load_config(None, ENV)
+    assert [o.name for o in config.organizations] == ["default"]
+    org = config.organizations[0]
+    assert org.api_key.reveal() == KEY
+    assert org.base_url == "https://api.anthropic.com"
+    assert config.windows == DEFAULT_WINDOWS
+    assert config.group_by == ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
+    assert (config.poll_intervals.usage, config.poll_intervals.cost) == (60, 300)
+
+
+def test_no_file_and_no_key_is_one_clear_problem():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {})
+    assert info.value.problems == [
+        "organizations[0].api_key_env: environment variable ANTHROPIC_ADMIN_API_KEY is not set or empty"]
+
+
+def test_the_example_config_is_valid(tmp_path):
+    config = load_config("config.example.yaml", ENV)
+    assert config.organizations[0].name == "acme"
+    assert [w.name for w in config.windows] == ["1h", "24h", "7d", "30d", "today", "month"]
+
+
+def test_full_config(tmp_path):
+    keyfile = tmp_path / "key"
+    keyfile.write_text(KEY + "\n")
+    config = load_config(write(tmp_path, f"""
+        organizations:
+          - name: acme
+          - name: beta
+            api_key_file: {keyfile}
+            base_url: http://127.0.0.1:8080/
+        poll_intervals: {{usage: 90s, cost: 10m, api_keys: 1h30m, workspaces: 2h}}
+        usage:
+          group_by: [model, inference_geo]
+        windows:
+          - {{name: 2h, bucket_width: 1m, buckets: 120}}
+          - {{name: today, calendar: day}}
+        http: {{request_timeout: 5s, poll_timeout: 1m, max_requests_per_minute: 10}}
+        """), ENV)
+    assert config.organizations[1].api_key.reveal() == KEY
+    assert config.organizations[1].base_url == "http://127.0.0.1:8080"
+    assert config.poll_intervals.api_keys == 5400
+    assert config.group_by == ("model", "inference_geo")
+    assert config.windows == (Window("2h", "1m", buckets=120), Window("today", "1d", calendar="day"))
+    assert (config.http.request_timeout, config.http.poll_timeout) == (5, 60)
+
+
+BAD_CONFIGS = [
+    ("unknown top-level key", "organisations: []\n",
+     ["organisations: unknown key (allowed: organizations, poll_intervals, usage, windows, http)"]),
+    ("not a mapping", "- a\n- b\n", [": must be a mapping, got a list"]),
+    ("bad base_url", "organizations: [{name: a, base_url: 'ftp://x'}]\n",
+     ["organizations[0].base_url: 'ftp://x' is not an http(s) URL with a host"]),
+    ("url with credentials", "organizations: [{name: a, base_url: 'https://u:p@h'}]\n",
+     ["organizations[0].base_url: 'https://u:p@h' must not carry credentials, a query or a fragment"]),
+    ("unknown org key", "organizations: [{name: a, key: x}]\n",
+     ["organizations[0].key: unknown key (allowed: name, api_key_env, api_key_file, base_url)"]),
+    ("missing name", "organizations: [{base_url: 'https://h'}]\n",
+     ["organizations[0].name: must be a non-empty string, got nothing"]),
+    ("duplicate org", "organizations: [{name: a}, {name: a}]\n",
+     ["organizations[1].name: duplicate organization name 'a'"]),
+    ("missing env var", "organizations: [{name: a, api_key_env: NOPE}]\n",
+     ["organizations[0].api_key_env: environment variable NOPE is not set or empty"]),
+    ("unreadable key file", "organizations: [{name: a, api_key_file: /nonexistent/key}]\n",
+     ["organizations[0].api_key_file: cannot read /nonexistent/key: No such file or directory"]),
+    ("both key sources", "organizations: [{name: a, api_key_env: X, api_key_file: /k}]\n",
+     ["organizations[0]: set api_key_env or api_key_file, not both"]),
+    ("bad duration", "poll_intervals: {usage: 1 minute}\n",
+     ["poll_intervals.usage: invalid duration '1 minute' (expected e.g. 30s, 5m, 1h)"]),
+    ("duration of wrong type", "poll_intervals: {cost: [1]}\n",
+     ["poll_intervals.cost: must be a duration such as 60s or 5m, got a list"]),
+    ("unknown group_by", "usage: {group_by: [model, speed]}\n",
+     ["usage.group_by[1]: unknown dimension 'speed' (allowed: workspace_id, api_key_id, model, "
+      "service_tier, context_window, inference_geo)"]),
+    ("too many buckets", "windows: [{name: w, bucket_width: 1h, buckets: 200}]\n",
+     ["windows[0].buckets: 200 buckets of 1h is more than the API serves (at most 168)"]),
+    ("bad width", "windows: [{name: w, bucket_width: 5m, buckets: 2}]\n",
+     ["windows[0].bucket_width: must be one of 1m, 1h, 1d, got '5m'"]),
+    ("calendar with 1h", "windows: [{name: w, bucket_width: 1h, calendar: day}]\n",
+     ["windows[0].bucket_width: a calendar window needs 1d buckets, got '1h'"]),
+    ("both buckets and calendar", "windows: [{name: w, buckets: 2, calendar: day}]\n",
+     ["windows[0]: set exactly one of buckets or calendar"]),
+    ("unknown calendar", "windows: [{name: w, calendar: week}]\n",
+     ["windows[0].calendar: must be day or month, got 'week'"]),
+    ("duplicate window", "windows: [{name: w, calendar: day}, {name: w, calendar: month}]\n",
+     ["windows[1].name: duplicate window name 'w'"]),
+    ("bad rate", "http: {max_requests_per_minute: 500}\n",
+     ["http.max_requests_per_minute: must be an integer from 1 to 100, got 500"]),
+]
+
+
+@pytest.mark.parametrize("text,expected", [(t, e) for _, t, e in BAD_CONFIGS],
+                         ids=[name for name, _, _ in BAD_CONFIGS])
+def test_bad_config(tmp_path, text, expected):
+    assert problems_of(tmp_path, text) == expected
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    problems = problems_of(tmp_path, """
+        organizations:
+          - {name: a, base_url: nope, api_key_env: MISSING}
+        poll_intervals: {usage: soon}
+        windows: [{name: w, bucket_width: 1m, buckets: 5000}]
+        extra: 1
+        """)
+    assert problems == [
+        "extra: unknown key (allowed: organizations, poll_intervals, usage, windows, http)",
+        "organizations[0].base_url: 'nope' is not an http(s) URL with a host",
+        "organizations[0].api_key_env: environment variable MISSING is not set or empty",
+        "poll_intervals.usage: invalid duration 'soon' (expected e.g. 30s, 5m, 1h)",
+        "windows[0].buckets: 5000 buckets of 1m is more than the API serves (at most 1440)",
+    ]
+
+
+def test_invalid_yaml_names_the_place(tmp_path):
+    problems = problems_of(tmp_path, "organizations: [\n")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{tmp_path / 'config.yaml'}: invalid YAML (line 2, column 1)")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(str(tmp_path / "absent.yaml"), ENV)
+    assert info.value.problems == [f"{tmp_path / 'absent.yaml'}: cannot read config file: No such file or directory"]
+
+
+def test_secret_never_in_repr_or_dump():
+    config = load_config(None, ENV)
+    assert KEY not in repr(config)
+    assert KEY not in str(config.organizations[0].api_key)
+    dump = redacted_dump(config)
+    assert KEY not in dump
+    assert "api_key_env: ANTHROPIC_ADMIN_API_KEY" in dump
+
+
+def test_dump_round_trips(tmp_path):
+    config = load_config(None, ENV)
+    again = load_config(write(tmp_path, redacted_dump(config)), ENV)
+    assert again == config
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h30m", 5400), ("1d", 86400),
+                                          ("1w", 604800), ("250ms", 0.25)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "1.5h", "5 m", "-1s", "1s1h"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (30, 60, 300, 3600, 5400, 86400)] == ["30s", "1m", "5m", "1h", "90m", "1d"]
