@@ -1,0 +1,228 @@
+"""Snapshots and the collector: whole expositions compared byte for byte, plus edge cases."""
+
+from __future__ import annotations
+
+import gzip
+import textwrap
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry, Counter as LiveCounter
+from prometheus_client.exposition import generate_latest
+
+from exporter.admin_api import APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
+from exporter.collector import AdminCollector, ExpositionCache
+from exporter.config import Window
+from exporter.snapshot import (APIKeysSnapshot, WorkspacesSnapshot, build_cost_snapshot,
+                               build_usage_snapshot)
+from exporter.state import ExporterState
+
+NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=timezone.utc)
+WINDOWS = (Window("1h", "1m", buckets=60), Window("today", "1d", calendar="day"))
+GROUP_BY = ("workspace_id", "api_key_id", "model")
+
+
+def minute(offset: int) -> Bucket:
+    start = NOW.replace(second=0) - timedelta(minutes=offset)
+    return Bucket(start, start + timedelta(minutes=1), ())
+
+
+def with_rows(bucket: Bucket, *rows) -> Bucket:
+    return Bucket(bucket.starting_at, bucket.ending_at, tuple(rows))
+
+
+def usage(dims, uncached=0, read=0, c5=0, c1=0, out=0, web=0) -> UsageRow:
+    return UsageRow(dims, UsageValues(uncached, read, c5, c1, out, web))
+
+
+TODAY = Bucket(datetime(2026, 3, 10, tzinfo=timezone.utc), datetime(2026, 3, 11, tzinfo=timezone.utc), ())
+YESTERDAY = Bucket(datetime(2026, 3, 9, tzinfo=timezone.utc), datetime(2026, 3, 10, tzinfo=timezone.utc), ())
+
+
+def test_usage_snapshot_sums_windows_maps_nulls_and_fills_zeros():
+    by_width = {
+        "1m": [
+            with_rows(minute(61), usage(("w1", "k1", "m"), uncached=1000)),  # outside the hour
+            with_rows(minute(59), usage(("w1", "k1", "m"), uncached=10, out=1)),
+            with_rows(minute(0), usage(("w1", "k1", "m"), uncached=5),
+                      usage((None, None, "m"), read=7)),  # the partial minute counts
+        ],
+        "1d": [
+            with_rows(YESTERDAY, usage(("w2", "k2", "old"), out=99)),  # outside today
+            with_rows(TODAY, usage(("w1", "k1", "m"), uncached=15, out=1),
+                      usage((None, None, None), c5=3), usage((None, None, None), c1=4)),  # collapse
+        ],
+    }
+    snapshot = build_usage_snapshot(by_width, WINDOWS, GROUP_BY, NOW)
+    assert snapshot.series == {
+        ("w1", "k1", "m"): {"1h": UsageValues(15, 0, 0, 0, 1, 0), "today": UsageValues(15, 0, 0, 0, 1, 0)},
+        ("default", "console", "m"): {"1h": UsageValues(0, 7, 0, 0, 0, 0), "today": UsageValues()},
+        ("default", "console", "unknown"): {"1h": UsageValues(), "today": UsageValues(0, 0, 3, 4, 0, 0)},
+    }
+    # data timestamp from the finest width: end of the newest minute with data
+    assert snapshot.data_timestamp == (NOW.replace(second=0) + timedelta(minutes=1)).timestamp()
+
+
+def test_cost_snapshot_is_exact_decimal_in_dollars():
+    rows = [CostRow(("w1", "tokens", "m", "output_tokens", "standard", "0-200k", "global"), Decimal("0.1"))
+            for _ in range(10)]
+    rows.append(CostRow((None, "web_search", None, None, None, None, None), Decimal("1500")))
+    snapshot = build_cost_snapshot([with_rows(TODAY, *rows)], WINDOWS, NOW)
+    assert snapshot.windows == ("today",)  # cost only has 1d buckets
+    assert snapshot.series == {
+        ("w1", "tokens", "m", "output_tokens", "standard", "0-200k", "global"): {"today": Decimal("0.01")},
+        ("default", "web_search", "", "", "", "", ""): {"today": Decimal("15")},
+    }
+
+
+def make_state() -> ExporterState:
+    state = ExporterState(["acme"], ["usage_report_messages"])
+    usage_snapshot = build_usage_snapshot(
+        {"1m": [with_rows(minute(0), usage((None, "k1", "m"), uncached=5, read=6, c5=7, c1=8, out=9, web=1))],
+         "1d": [with_rows(TODAY, usage((None, "k1", "m"), uncached=50))]},
+        WINDOWS, GROUP_BY, NOW)
+    cost_snapshot = build_cost_snapshot(
+        [with_rows(TODAY, CostRow(("w1", "tokens", "m", "output_tokens", "batch", "0-200k", None),
+                                  Decimal("123.78912")))], WINDOWS, NOW)
+    stamp = NOW.timestamp()
+    state.succeeded("acme", "usage", usage_snapshot, stamp, 0.25)
+    state.succeeded("acme", "cost", cost_snapshot, stamp, 0.5)
+    state.succeeded("acme", "api_keys", APIKeysSnapshot((APIKey("k1", "CI key", "archived", None),)), stamp, 0.1)
+    state.failed("acme", "workspaces", "auth", 0.125)
+    state.api_request("acme", "usage_report_messages", "200")
+    state.skipped_rows("acme", "cost", Counter({"currency": 2}))
+    return state
+
+
+GOLDEN = textwrap.dedent('''\
+    # HELP anthropic_usage_uncached_input_tokens Sum over the window of `uncached_input_tokens` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_usage_uncached_input_tokens gauge
+    anthropic_usage_uncached_input_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 5.0
+    anthropic_usage_uncached_input_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 50.0
+    # HELP anthropic_usage_cache_read_input_tokens Sum over the window of `cache_read_input_tokens` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_usage_cache_read_input_tokens gauge
+    anthropic_usage_cache_read_input_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 6.0
+    anthropic_usage_cache_read_input_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
+    # HELP anthropic_usage_output_tokens Sum over the window of `output_tokens` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_usage_output_tokens gauge
+    anthropic_usage_output_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 9.0
+    anthropic_usage_output_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
+    # HELP anthropic_usage_web_search_requests Sum over the window of `server_tool_use.web_search_requests` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_usage_web_search_requests gauge
+    anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 1.0
+    anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
+    # HELP anthropic_usage_cache_creation_input_tokens Sum over the window of `cache_creation.ephemeral_{5m,1h}_input_tokens` from GET /v1/organizations/usage_report/messages, by cache TTL. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_usage_cache_creation_input_tokens gauge
+    anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="5m",model="m",organization="acme",window="1h",workspace_id="default"} 7.0
+    anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="1h",model="m",organization="acme",window="1h",workspace_id="default"} 8.0
+    anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="5m",model="m",organization="acme",window="today",workspace_id="default"} 0.0
+    anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="1h",model="m",organization="acme",window="today",workspace_id="default"} 0.0
+    # HELP anthropic_cost_usd Sum over the window of `amount` (cents) / 100 from GET /v1/organizations/cost_report grouped by workspace_id and description, in US dollars. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_cost_usd gauge
+    anthropic_cost_usd{context_window="0-200k",cost_type="tokens",inference_geo="",model="m",organization="acme",service_tier="batch",token_type="output_tokens",window="today",workspace_id="w1"} 1.2378912
+    # HELP anthropic_api_key_info API key names, 1 per key (all statuses), from GET /v1/organizations/api_keys. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_api_key_info gauge
+    anthropic_api_key_info{api_key_id="console",api_key_name="Console",organization="acme",status="active",workspace_id="default"} 1.0
+    anthropic_api_key_info{api_key_id="k1",api_key_name="CI key",organization="acme",status="archived",workspace_id="default"} 1.0
+    # HELP anthropic_workspace_info Workspace names, 1 per workspace (archived included), from GET /v1/organizations/workspaces. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_workspace_info gauge
+    anthropic_workspace_info{organization="acme",workspace_id="default",workspace_name="Default"} 1.0
+    # HELP anthropic_exporter_build_info The exporter's version; always 1.
+    # TYPE anthropic_exporter_build_info gauge
+    anthropic_exporter_build_info{version="9.9.9"} 1.0
+    # HELP anthropic_exporter_up 1 if the newest poll of the report succeeded, else 0 (the last good figures keep being served).
+    # TYPE anthropic_exporter_up gauge
+    anthropic_exporter_up{organization="acme",report="usage"} 1.0
+    anthropic_exporter_up{organization="acme",report="cost"} 1.0
+    anthropic_exporter_up{organization="acme",report="api_keys"} 1.0
+    anthropic_exporter_up{organization="acme",report="workspaces"} 0.0
+    # HELP anthropic_exporter_last_success_timestamp_seconds Unix time of the newest successful poll of the report.
+    # TYPE anthropic_exporter_last_success_timestamp_seconds gauge
+    anthropic_exporter_last_success_timestamp_seconds{organization="acme",report="usage"} 1.773145815e+09
+    anthropic_exporter_last_success_timestamp_seconds{organization="acme",report="cost"} 1.773145815e+09
+    anthropic_exporter_last_success_timestamp_seconds{organization="acme",report="api_keys"} 1.773145815e+09
+    # HELP anthropic_exporter_data_timestamp_seconds End of the newest report bucket that held any data (the finest bucket width polled): how fresh the data is.
+    # TYPE anthropic_exporter_data_timestamp_seconds gauge
+    anthropic_exporter_data_timestamp_seconds{organization="acme",report="usage"} 1.77314586e+09
+    anthropic_exporter_data_timestamp_seconds{organization="acme",report="cost"} 1.7731872e+09
+    # HELP anthropic_exporter_poll_duration_seconds How long the newest poll of the report took, retries included.
+    # TYPE anthropic_exporter_poll_duration_seconds gauge
+    anthropic_exporter_poll_duration_seconds{organization="acme",report="usage"} 0.25
+    anthropic_exporter_poll_duration_seconds{organization="acme",report="cost"} 0.5
+    anthropic_exporter_poll_duration_seconds{organization="acme",report="api_keys"} 0.1
+    anthropic_exporter_poll_duration_seconds{organization="acme",report="workspaces"} 0.125
+    # HELP anthropic_exporter_api_requests_total HTTP requests made to the Admin API, retries included, by endpoint and status code (`none` when no response arrived).
+    # TYPE anthropic_exporter_api_requests_total counter
+    anthropic_exporter_api_requests_total{code="200",endpoint="usage_report_messages",organization="acme"} 1.0
+''')
+
+
+def test_golden_exposition():
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(make_state(), version="9.9.9"))
+    text = generate_latest(registry).decode()
+    head, _, errors = text.partition("# HELP anthropic_exporter_poll_errors_total")
+    assert head == GOLDEN
+    assert 'anthropic_exporter_poll_errors_total{organization="acme",reason="auth",report="workspaces"} 1.0' in errors
+    assert 'anthropic_exporter_poll_errors_total{organization="acme",reason="currency",report="cost"} 2.0' in errors
+    # every reason exists at 0 before the first failure, for every report
+    assert errors.count("anthropic_exporter_poll_errors_total{") == 4 * 11
+
+
+def test_cache_renders_once_per_generation_and_appends_the_live_part():
+    state = make_state()
+    polled = CollectorRegistry()
+    calls = []
+
+    class Counting(AdminCollector):
+        def collect(self):
+            calls.append(1)
+            return super().collect()
+
+    polled.register(Counting(state))
+    live = CollectorRegistry()
+    scrapes = LiveCounter("demo_scrapes", "live metric", registry=live)
+    cache = ExpositionCache(polled, live, lambda: state.generation)
+    first = cache.render()
+    calls_after_first = len(calls)
+    scrapes.inc()
+    second = cache.render()
+    assert len(calls) == calls_after_first  # not rendered again
+    assert first != second and b"\ndemo_scrapes_total 1.0\n" in second
+    assert second.startswith(generate_latest(polled))
+    state.api_request("acme", "usage_report_messages", "429")
+    third = cache.render()
+    assert b'code="429"' in third  # a new generation renders again
+
+
+def test_cache_gzip_is_one_valid_stream_equal_to_the_plain_body():
+    state = make_state()
+    polled = CollectorRegistry()
+    polled.register(AdminCollector(state))
+    live = CollectorRegistry()
+    LiveCounter("demo_scrapes", "live metric", registry=live).inc(3)
+    cache = ExpositionCache(polled, live, lambda: state.generation)
+    for openmetrics in (False, True):
+        compressed = cache.render(openmetrics=openmetrics, gzip=True)
+        assert gzip.decompress(compressed) == cache.render(openmetrics=openmetrics)
+        assert cache.render(openmetrics=openmetrics, gzip=True) == compressed
+
+
+def test_openmetrics_has_one_eof_at_the_end():
+    state = make_state()
+    polled = CollectorRegistry()
+    polled.register(AdminCollector(state))
+    body = ExpositionCache(polled, CollectorRegistry(), lambda: state.generation).render(openmetrics=True)
+    assert body.count(b"# EOF") == 1 and body.endswith(b"# EOF\n")
+    assert b"# TYPE anthropic_cost_usd gauge" in body
+
+
+def test_workspace_names_include_the_default_workspace():
+    state = ExporterState(["o"], [])
+    state.succeeded("o", "workspaces", WorkspacesSnapshot((Workspace("wrkspc_1", "Research"),)), 1.0, 0.1)
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(state))
+    for ws_id, name in (("default", "Default"), ("wrkspc_1", "Research")):
+        assert registry.get_sample_value(
+            "anthropic_workspace_info", {"organization": "o", "workspace_id": ws_id, "workspace_name": name}) == 1
