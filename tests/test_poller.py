@@ -1,0 +1,132 @@
+"""Polling: snapshots equal the simulator's sums; failures keep the last good data and count."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from exporter import admin_api
+from exporter.admin_api import ENDPOINTS
+from exporter.collector import AdminCollector
+from exporter.config import Config, Organization, Secret
+from exporter.poller import Poller
+from exporter.state import REPORTS, ExporterState
+from expected import expected_cost, expected_usage
+
+GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
+
+
+@pytest.fixture
+def setup(simulator, admin_key, clock):
+    config = Config(organizations=(Organization("acme", Secret(admin_key), simulator.url),))
+    state = ExporterState(["acme"], ENDPOINTS)
+    poller = Poller(config.organizations[0], config, state, clock=clock, sleep=lambda s: None)
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(state))
+    return config, state, poller, registry
+
+
+def test_snapshots_equal_the_simulators_sums_in_every_window(setup, sim_org, clock):
+    config, state, poller, _ = setup
+    assert poller.poll_all()
+    usage = state.status("acme", "usage").snapshot
+    expected = expected_usage(sim_org, config.windows, GROUP_BY, clock())
+    got = {(labels, window): values for labels, per_window in usage.series.items()
+           for window, values in per_window.items()}
+    assert got == expected
+    assert len(got) > 100
+    cost = state.status("acme", "cost").snapshot
+    got_cost = {(labels, window): usd for labels, per_window in cost.series.items()
+                for window, usd in per_window.items()}
+    assert got_cost == expected_cost(sim_org, config.windows, clock())
+    assert {window for _, window in got_cost} == {"7d", "30d", "today", "month"}
+
+
+def test_one_request_per_width_and_report(setup, simulator):
+    _, state, poller, registry = setup
+    assert poller.poll_all()
+    paths = [r.path for r in simulator.requests]
+    assert paths.count(ENDPOINTS["usage_report_messages"]) == 3  # 1m, 1h, 1d: one page each
+    assert paths.count(ENDPOINTS["cost_report"]) == 1
+    assert len(paths) == 6
+    assert registry.get_sample_value("anthropic_exporter_api_requests_total",
+                                     {"organization": "acme", "endpoint": "usage_report_messages", "code": "200"}) == 3
+
+
+def test_recent_buckets_are_reread_without_double_counting(setup, sim_org, clock):
+    config, state, poller, _ = setup
+    poller.poll("usage")
+    clock.now += timedelta(minutes=2)
+    poller.poll("usage")
+    usage = state.status("acme", "usage").snapshot
+    got = {(labels, window): values for labels, per_window in usage.series.items()
+           for window, values in per_window.items()}
+    assert got == expected_usage(sim_org, config.windows, GROUP_BY, clock())
+
+
+def test_failed_poll_keeps_the_last_good_data_and_counts_the_reason(setup, simulator):
+    _, state, poller, registry = setup
+    assert poller.poll_all()
+    before = generate_latest(registry).decode()
+    good = state.status("acme", "cost").snapshot
+    simulator.reset_requests()
+    simulator.inject("/v1/organizations/cost_report", "500", times=100)
+    assert not poller.poll("cost")
+    assert len(simulator.requests) == admin_api.MAX_ATTEMPTS  # no hammering
+    assert state.status("acme", "cost").snapshot is good
+    labels = {"organization": "acme", "report": "cost"}
+    assert registry.get_sample_value("anthropic_exporter_up", labels) == 0
+    assert registry.get_sample_value("anthropic_exporter_poll_errors_total", {**labels, "reason": "server_error"}) == 1
+    assert registry.get_sample_value("anthropic_exporter_api_requests_total",
+                                     {"organization": "acme", "endpoint": "cost_report", "code": "500"}) == 5
+    after = generate_latest(registry).decode()
+    cost_lines = lambda text: [line for line in text.splitlines() if line.startswith("anthropic_cost_usd")]
+    assert cost_lines(after) == cost_lines(before) and cost_lines(after)
+    # and it recovers
+    simulator.clear_faults()
+    assert poller.poll("cost")
+    assert registry.get_sample_value("anthropic_exporter_up", labels) == 1
+
+
+@pytest.mark.parametrize("fault,reason", [("429", "rate_limited"), ("529", "overloaded"),
+                                          ("malformed_json", "invalid_response"), ("truncated", "connection")])
+def test_error_counter_by_reason(setup, simulator, fault, reason):
+    _, state, poller, registry = setup
+    simulator.inject("/v1/organizations/workspaces", fault, times=100, retry_after=0)
+    assert not poller.poll("workspaces")
+    assert registry.get_sample_value("anthropic_exporter_poll_errors_total",
+                                     {"organization": "acme", "report": "workspaces", "reason": reason}) == 1
+    assert state.status("acme", "workspaces").polled and state.status("acme", "workspaces").snapshot is None
+
+
+def test_counters_exist_at_zero_before_any_failure(setup):
+    _, _, _, registry = setup
+    for report in REPORTS:
+        assert registry.get_sample_value("anthropic_exporter_poll_errors_total",
+                                         {"organization": "acme", "report": report, "reason": "timeout"}) == 0
+
+
+def test_readiness_needs_every_report_polled_once(setup, simulator):
+    _, state, poller, _ = setup
+    simulator.inject("/v1/organizations/api_keys", "500", times=100)
+    for report in REPORTS[:-1]:
+        poller.poll(report)
+        assert not state.ready()
+    poller.poll(REPORTS[-1])
+    assert state.ready()  # a failed poll counts as polled: /metrics must be scraped to show up=0
+
+
+def test_the_admin_key_never_appears_in_logs_or_metrics(setup, simulator, admin_key, caplog):
+    _, _, poller, registry = setup
+    caplog.set_level(logging.DEBUG)
+    simulator.inject("/v1/organizations/", "500", times=100)
+    poller.poll_all()
+    simulator.clear_faults()
+    poller.poll_all()
+    assert "poll failed" in caplog.text
+    assert admin_key not in caplog.text
+    assert admin_key not in generate_latest(registry).decode()
