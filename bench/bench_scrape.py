@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 
@@ -80,7 +80,7 @@ def serve_plain_gauges(port: int, series: int) -> None:
         for sample in family.samples:
             gauge.labels(**sample.labels).set(sample.value)
     del source
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
     while True:
         time.sleep(3600)
 
@@ -167,7 +167,7 @@ def main() -> int:
     try:
         text_samples = requests.get(contenders[0][2], timeout=60).text.count("\nanthropic_usage_")
         print(f"{text_samples} anthropic_usage_* samples, {args.scrapes} scrapes each, one at a time;"
-              f" python {sys.version.split()[0]}, {os.cpu_count()} cores, {datetime.now(timezone.utc):%Y-%m-%d}\n")
+              f" python {sys.version.split()[0]}, {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d}\n")
         print("| server | encoding | p50 ms | p99 ms | bytes on the wire | server RSS MiB |")
         print("|---|---|---:|---:|---:|---:|")
         for kind, proc, url in contenders:

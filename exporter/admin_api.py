@@ -12,10 +12,11 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import requests
 import tenacity
@@ -66,7 +67,7 @@ class UsageValues:
     web_search_requests: int = 0
 
     def __add__(self, other: UsageValues) -> UsageValues:
-        return UsageValues(*(a + b for a, b in zip(_fields(self), _fields(other))))
+        return UsageValues(*(a + b for a, b in zip(_fields(self), _fields(other), strict=True)))
 
 
 def _fields(v: UsageValues) -> tuple[int, ...]:
@@ -146,7 +147,7 @@ class RateLimiter:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: Any) -> datetime:
@@ -155,7 +156,7 @@ def parse_time(text: Any) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"time without a zone: {text!r}")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 class AdminClient:
@@ -168,7 +169,7 @@ class AdminClient:
         *,
         session: requests.Session | None = None,
         on_response: Callable[[str, str], None] = lambda endpoint, code: None,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):

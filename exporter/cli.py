@@ -7,8 +7,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
@@ -144,8 +144,8 @@ def _serve(args: argparse.Namespace, address: tuple[str, int], config: Config, s
     if simulator is not None:
         _start_demo_traffic(simulator, live, args.demo_request_log, stop)
     server.start()
-    host, port = server.server_address[:2]
-    shown = "localhost" if host in ("", "0.0.0.0", "::") else host
+    host, port = str(server.server_address[0]), server.server_address[1]
+    shown = "localhost" if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     log.info("listening", extra={"address": f"{host}:{port}",
                                  "url": f"http://{shown}:{port}/", "version": __version__})
     stop.wait()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -117,7 +118,7 @@ def parse_duration(text: str) -> float:
     match = _DURATION_RE.match(text) if text else None
     if not match or not any(match.groups()):
         raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h)")
-    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS) if g)
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g)
 
 
 def format_duration(seconds: float) -> str:

@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
-    moment = datetime.fromtimestamp(record.created, timezone.utc)
+    moment = datetime.fromtimestamp(record.created, UTC)
     fields: dict[str, object] = {
         "ts": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
         "level": "warn" if record.levelno == logging.WARNING else record.levelname.lower(),
@@ -50,5 +50,7 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
-    # urllib3 logs each retry with the URL; our own poll messages already say what failed.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    # urllib3 logs each retry with the URL, httpx every request at INFO; our own messages say
+    # what failed, and a line per request would drown them.
+    for noisy in ("urllib3", "httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if noisy != "urllib3" else logging.ERROR)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import html
 import logging
+import socket
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 
@@ -30,6 +31,8 @@ class ExporterServer(ThreadingHTTPServer):
         self.state = state
         self.telemetry_path = telemetry_path
         self.extra_links = extra_links
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     def start(self) -> threading.Thread:
@@ -42,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: ExporterServer
     server_version = f"anthropic-usage-exporter/{__version__}"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == self.server.telemetry_path:
             self._metrics()
@@ -58,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "text/plain; charset=utf-8", b"Not found.\n")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.do_GET()
 
     def _metrics(self) -> None:
@@ -88,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # no access log per scrape
 
 
-def landing_page(server: ExporterServer, now: Callable[[], float] = lambda: datetime.now(timezone.utc).timestamp()) -> str:
+def landing_page(server: ExporterServer, now: Callable[[], float] = lambda: datetime.now(UTC).timestamp()) -> str:
     rows = []
     for (org, report), status in sorted(server.state.statuses().items()):
         if not status.polled:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Mapping
 
 from exporter.admin_api import COST_DIMENSIONS, APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
 from exporter.config import BUCKET_SECONDS, Window
@@ -71,7 +71,7 @@ def build_usage_snapshot(buckets_by_width: Mapping[str, Iterable[Bucket]], windo
                 continue
             for row in bucket.rows:
                 assert isinstance(row, UsageRow)
-                labels = tuple(usage_label(d, v) for d, v in zip(group_by, row.dimensions))
+                labels = tuple(usage_label(d, v) for d, v in zip(group_by, row.dimensions, strict=True))
                 per_window = sums[labels]
                 per_window[window.name] = per_window.get(window.name, zero) + row.values
     names = tuple(w.name for w in windows)
@@ -94,7 +94,7 @@ def build_cost_snapshot(buckets: Iterable[Bucket], windows: Iterable[Window], no
                 continue
             for row in bucket.rows:
                 assert isinstance(row, CostRow)
-                labels = tuple(cost_label(d, v) for d, v in zip(COST_LABELS, row.dimensions))
+                labels = tuple(cost_label(d, v) for d, v in zip(COST_LABELS, row.dimensions, strict=True))
                 per_window = sums[labels]
                 per_window[window.name] = per_window.get(window.name, Decimal(0)) + row.amount_cents
     names = tuple(w.name for w in windows)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from exporter.simulator import ADMIN_KEY, SimulatedOrganization, SimulatorServer
 
-NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=UTC)
 
 
 class Clock:

@@ -18,7 +18,7 @@ def expected_usage(org, windows, group_by, now) -> dict[tuple[tuple[str, ...], s
     for window in windows:
         start, end = window_range(window, now)
         per_window[window.name] = {
-            tuple(usage_label(d, v) for d, v in zip(group_by, key)): UsageValues(
+            tuple(usage_label(d, v) for d, v in zip(group_by, key, strict=True)): UsageValues(
                 t["uncached_input_tokens"], t["cache_read_input_tokens"], t["cache_creation_5m"],
                 t["cache_creation_1h"], t["output_tokens"], t["web_search_requests"])
             for key, t in org.usage_totals(start, end, group_by).items()
@@ -36,7 +36,7 @@ def expected_cost(org, windows, now) -> dict[tuple[tuple[str, ...], str], Decima
             continue
         start, end = window_range(window, now)
         per_window[window.name] = {
-            tuple(cost_label(d, v) for d, v in zip(COST_LABELS, key)): cents / 100
+            tuple(cost_label(d, v) for d, v in zip(COST_LABELS, key, strict=True)): cents / 100
             for key, cents in org.cost_totals(start, end).items()
         }
     label_sets = {labels for sums in per_window.values() for labels in sums}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -14,7 +14,7 @@ from exporter.admin_api import AdminAPIError, AdminClient, RateLimiter
 from exporter.config import HTTPSettings, Organization, Secret
 
 GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
-DAY = datetime(2026, 3, 10, tzinfo=timezone.utc)
+DAY = datetime(2026, 3, 10, tzinfo=UTC)
 
 
 def make_client(url, key, clock, sleeps=None, **settings) -> AdminClient:

@@ -5,20 +5,20 @@ from __future__ import annotations
 import gzip
 import textwrap
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from prometheus_client import CollectorRegistry, Counter as LiveCounter
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as LiveCounter
 from prometheus_client.exposition import generate_latest
 
 from exporter.admin_api import APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
 from exporter.collector import AdminCollector, ExpositionCache
 from exporter.config import Window
-from exporter.snapshot import (APIKeysSnapshot, WorkspacesSnapshot, build_cost_snapshot,
-                               build_usage_snapshot)
+from exporter.snapshot import APIKeysSnapshot, WorkspacesSnapshot, build_cost_snapshot, build_usage_snapshot
 from exporter.state import ExporterState
 
-NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=UTC)
 WINDOWS = (Window("1h", "1m", buckets=60), Window("today", "1d", calendar="day"))
 GROUP_BY = ("workspace_id", "api_key_id", "model")
 
@@ -36,8 +36,8 @@ def usage(dims, uncached=0, read=0, c5=0, c1=0, out=0, web=0) -> UsageRow:
     return UsageRow(dims, UsageValues(uncached, read, c5, c1, out, web))
 
 
-TODAY = Bucket(datetime(2026, 3, 10, tzinfo=timezone.utc), datetime(2026, 3, 11, tzinfo=timezone.utc), ())
-YESTERDAY = Bucket(datetime(2026, 3, 9, tzinfo=timezone.utc), datetime(2026, 3, 10, tzinfo=timezone.utc), ())
+TODAY = Bucket(datetime(2026, 3, 10, tzinfo=UTC), datetime(2026, 3, 11, tzinfo=UTC), ())
+YESTERDAY = Bucket(datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC), ())
 
 
 def test_usage_snapshot_sums_windows_maps_nulls_and_fills_zeros():

@@ -6,8 +6,15 @@ import textwrap
 
 import pytest
 
-from exporter.config import (DEFAULT_WINDOWS, ConfigError, Window, format_duration, load_config,
-                             parse_duration, redacted_dump)
+from exporter.config import (
+    DEFAULT_WINDOWS,
+    ConfigError,
+    Window,
+    format_duration,
+    load_config,
+    parse_duration,
+    redacted_dump,
+)
 
 KEY = "sk-ant-admin01-SECRETSECRETSECRET"
 ENV = {"ANTHROPIC_ADMIN_API_KEY": KEY}

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 import pytest
+from expected import expected_cost, expected_usage
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
@@ -15,7 +16,6 @@ from exporter.collector import AdminCollector
 from exporter.config import Config, Organization, Secret
 from exporter.poller import Poller
 from exporter.state import REPORTS, ExporterState
-from expected import expected_cost, expected_usage
 
 GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
 
@@ -47,7 +47,7 @@ def test_snapshots_equal_the_simulators_sums_in_every_window(setup, sim_org, clo
 
 
 def test_one_request_per_width_and_report(setup, simulator):
-    _, state, poller, registry = setup
+    _, _, poller, registry = setup
     assert poller.poll_all()
     paths = [r.path for r in simulator.requests]
     assert paths.count(ENDPOINTS["usage_report_messages"]) == 3  # 1m, 1h, 1d: one page each

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
+from expected import expected_cost, expected_usage
 from prometheus_client import CollectorRegistry
+from prometheus_server import PrometheusServer
 
 from exporter.admin_api import ENDPOINTS
 from exporter.collector import AdminCollector, ExpositionCache
@@ -11,8 +15,6 @@ from exporter.config import Config, Organization, Secret
 from exporter.poller import Poller
 from exporter.server import ExporterServer
 from exporter.state import ExporterState
-from expected import expected_cost, expected_usage
-from prometheus_server import PrometheusServer
 
 GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
 USAGE = {
@@ -26,10 +28,11 @@ USAGE = {
 @pytest.fixture(scope="module")
 def scraped():
     """Poll a frozen-clock simulator once, serve it, and let a real Prometheus scrape it."""
-    from datetime import datetime, timezone
+    from datetime import datetime
+
     from exporter.simulator import ADMIN_KEY, SimulatedOrganization, SimulatorServer
 
-    now = datetime(2026, 3, 31, 23, 59, 30, tzinfo=timezone.utc)  # the month window is 31 days wide
+    now = datetime(2026, 3, 31, 23, 59, 30, tzinfo=UTC)  # the month window is 31 days wide
     org = SimulatedOrganization(seed=11, clock=lambda: now)
     simulator = SimulatorServer(org).start()
     config = Config(organizations=(Organization("acme", Secret(ADMIN_KEY), simulator.url),))
