@@ -130,3 +130,54 @@ def test_the_admin_key_never_appears_in_logs_or_metrics(setup, simulator, admin_
     assert "poll failed" in caplog.text
     assert admin_key not in caplog.text
     assert admin_key not in generate_latest(registry).decode()
+
+
+class FakeTime:
+    """A monotonic clock and a stop event whose wait() advances it, ending at ``until``."""
+
+    def __init__(self, until: float):
+        self.now = 0.0
+        self.until = until
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def is_set(self) -> bool:
+        return self.now >= self.until
+
+    def wait(self, seconds: float) -> bool:
+        self.now = min(self.now + seconds, self.until)
+        return self.is_set()
+
+
+def test_each_report_is_polled_on_its_own_interval(simulator, admin_key, clock):
+    config = Config(organizations=(Organization("acme", Secret(admin_key), simulator.url),))
+    state = ExporterState(["acme"], ENDPOINTS)
+    fake = FakeTime(until=900)
+    poller = Poller(config.organizations[0], config, state, clock=clock, monotonic=fake.monotonic,
+                    sleep=lambda s: None)
+    poller.run(fake)
+    paths = [r.path for r in simulator.requests]
+    # usage every 60 s (3 widths each), cost every 5 min, names every hour, in [0, 900)
+    assert paths.count(ENDPOINTS["usage_report_messages"]) == 15 * 3
+    assert paths.count(ENDPOINTS["cost_report"]) == 3
+    assert paths.count(ENDPOINTS["api_keys"]) == 1
+    assert paths.count(ENDPOINTS["workspaces"]) == 1
+
+
+def test_several_organizations_are_labelled_apart(simulator, admin_key, clock):
+    orgs = (Organization("acme", Secret(admin_key), simulator.url),
+            Organization("beta", Secret(admin_key), simulator.url))
+    config = Config(organizations=orgs)
+    state = ExporterState(["acme", "beta"], ENDPOINTS)
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(state))
+    for org in orgs:
+        assert Poller(org, config, state, clock=clock, sleep=lambda s: None).poll_all()
+    text = generate_latest(registry).decode()
+    acme = [line.replace('organization="acme"', "X") for line in text.splitlines() if 'organization="acme"' in line]
+    beta = [line.replace('organization="beta"', "X") for line in text.splitlines() if 'organization="beta"' in line]
+    assert len(acme) > 100
+    # same data, apart from the poll timings
+    assert [line for line in acme if "timestamp" not in line and "duration" not in line] == \
+           [line for line in beta if "timestamp" not in line and "duration" not in line]
