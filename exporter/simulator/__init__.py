@@ -1,0 +1,14 @@
+"""A local, deterministic simulator of Anthropic's Admin API reports and the Messages API."""
+
+from __future__ import annotations
+
+from exporter.simulator.org import SimulatedOrganization, UsageEvent
+from exporter.simulator.server import ADMIN_KEY, RecordedRequest, SimulatorServer
+
+__all__ = [
+    "ADMIN_KEY",
+    "RecordedRequest",
+    "SimulatedOrganization",
+    "SimulatorServer",
+    "UsageEvent",
+]

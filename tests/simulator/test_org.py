@@ -1,0 +1,178 @@
+"""The synthetic organization as pure data: layout, determinism, events, totals and prices."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from exporter.simulator import SimulatedOrganization, UsageEvent
+from exporter.simulator.org import USAGE_FIELDS, cost_description, token_price_cents
+
+from .conftest import NOW, FakeClock
+
+ID = re.compile(r"^(wrkspc|apikey|user)_01[0-9A-Za-z]{22}$")
+DAY = datetime(2026, 3, 10, tzinfo=UTC)
+
+
+def test_workspaces_exclude_default_and_include_one_archived(org: SimulatedOrganization) -> None:
+    names = {ws["name"]: ws for ws in org.workspaces}
+    assert set(names) == {"Production", "Research", "Prototypes", "Claude Code"}
+    assert [ws["name"] for ws in org.workspaces if ws["archived_at"]] == ["Prototypes"]
+    assert org.default_workspace_id not in {ws["id"] for ws in org.workspaces}
+    assert ID.match(org.default_workspace_id)
+    for ws in org.workspaces:
+        assert ID.match(ws["id"])
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$", ws["created_at"])
+        assert ws["type"] == "workspace"
+        assert set(ws["data_residency"]) == {
+            "workspace_geo", "default_inference_geo", "allowed_inference_geos"}
+
+
+def test_api_keys_cover_every_status_and_the_default_workspace(org: SimulatedOrganization) -> None:
+    statuses = sorted(key["status"] for key in org.api_keys)
+    assert statuses == ["active"] * 6 + ["archived", "inactive"]
+    assert [key["name"] for key in org.api_keys if key["workspace_id"] is None] == [
+        "Default Workspace Key"]
+    listed = {ws["id"] for ws in org.workspaces}
+    assert {key["workspace_id"] for key in org.api_keys} - listed == {None}
+    assert all(ID.match(key["id"]) for key in org.api_keys)
+    sdk = next(key for key in org.api_keys if key["id"] == org.sdk_api_key_id)
+    assert sdk["status"] == "active" and sdk["workspace_id"] == org.sdk_workspace_id
+
+
+def test_same_seed_same_org_other_seed_other_org(clock: FakeClock) -> None:
+    first = SimulatedOrganization(seed=7, clock=clock)
+    again = SimulatedOrganization(seed=7, clock=clock)
+    other = SimulatedOrganization(seed=8, clock=clock)
+    assert first.api_keys == again.api_keys and first.workspaces == again.workspaces
+    assert first.events(DAY, DAY + timedelta(days=1)) == again.events(DAY, DAY + timedelta(days=1))
+    assert first.api_keys[0]["id"] != other.api_keys[0]["id"]
+    hour = DAY + timedelta(hours=1)
+    assert first.events(DAY, hour) != other.events(DAY, hour)
+
+
+def test_history_does_not_depend_on_when_it_is_asked_for() -> None:
+    early = SimulatedOrganization(seed=7, clock=lambda: NOW)
+    late = SimulatedOrganization(seed=7, clock=lambda: NOW + timedelta(days=40))
+    start = NOW - timedelta(days=62)
+    end = start + timedelta(days=2)
+    assert early.events(start, end) == late.events(start, end)
+    assert len(early.events(start, end)) > 100
+
+
+def test_events_after_the_clock_do_not_exist_yet(org: SimulatedOrganization,
+                                                 clock: FakeClock) -> None:
+    hour = NOW.replace(minute=0, second=0)
+    seen = org.events(hour, hour + timedelta(hours=1))
+    assert seen and all(hour <= event.timestamp <= NOW for event in seen)
+    clock.advance(minutes=30)
+    later = org.events(hour, hour + timedelta(hours=1))
+    assert later[: len(seen)] == seen and len(later) > len(seen)
+    assert org.events(NOW + timedelta(days=1), NOW + timedelta(days=2)) == []
+
+
+def test_events_have_second_timestamps_and_a_daily_rhythm(org: SimulatedOrganization) -> None:
+    events = org.events(DAY, DAY + timedelta(days=1))
+    assert all(event.timestamp.microsecond == 0 for event in events)
+    working = sum(1 for event in events if 8 <= event.timestamp.hour < 18)
+    night = sum(1 for event in events if event.timestamp.hour < 6)
+    assert working > 4 * night
+    assert {event.service_tier for event in events} == {"standard", "batch", "priority"}
+    assert {event.context_window for event in events} == {"0-200k", "200k-1M"}
+    assert {event.inference_geo for event in events} == {"global", "us", "not_available"}
+    assert sum(event.web_search_requests for event in events) > 0
+    assert sum(event.cache_creation_1h for event in events) > 0
+    assert sum(event.cache_creation_5m for event in events) > 0
+    assert {None} < {event.api_key_id for event in events}  # Console usage and keys
+    assert {None} < {event.workspace_id for event in events}  # the Default Workspace too
+
+
+def test_usage_totals_group_by_in_the_order_asked(org: SimulatedOrganization) -> None:
+    end = DAY + timedelta(days=1)
+    events = org.events(DAY, end)
+    by_pair = org.usage_totals(DAY, end, ["workspace_id", "api_key_id"])
+    assert (None, None) in by_pair  # Console usage in the Default Workspace
+    console = [e for e in events if e.workspace_id is None and e.api_key_id is None]
+    expected = sum(e.output_tokens for e in console)
+    assert by_pair[(None, None)]["output_tokens"] == expected
+    total = org.usage_totals(DAY, end)
+    assert list(total) == [()]
+    assert set(total[()]) == set(USAGE_FIELDS)
+    assert total[()]["uncached_input_tokens"] == sum(e.uncached_input_tokens for e in events)
+    swapped = org.usage_totals(DAY, end, ["api_key_id", "workspace_id"])
+    assert {(b, a) for a, b in by_pair} == set(swapped)
+
+
+def test_record_message_adds_to_usage_and_cost(org: SimulatedOrganization) -> None:
+    end = NOW + timedelta(seconds=1)
+    start = NOW - timedelta(minutes=1)
+    before = org.usage_totals(start, end, ["api_key_id"])
+    assert (org.sdk_api_key_id,) not in before
+    event = UsageEvent(
+        timestamp=NOW, workspace_id=org.sdk_workspace_id, api_key_id=org.sdk_api_key_id,
+        model="claude-opus-5", service_tier="standard", context_window="0-200k",
+        inference_geo="us", uncached_input_tokens=1000, cache_read_input_tokens=0,
+        cache_creation_5m=0, cache_creation_1h=0, output_tokens=2000, web_search_requests=3)
+    org.record_message(event)
+    after = org.usage_totals(start, end, ["api_key_id"])
+    assert after[(org.sdk_api_key_id,)]["output_tokens"] == 2000
+    cost = org.cost_totals(start, end)
+    # Opus 5 output is $25/MTok, +10% for the us geo: 2000 tokens = 5.5 cents.
+    assert cost[(org.sdk_workspace_id, "tokens", "claude-opus-5", "output_tokens", "standard",
+                 "0-200k", "us")] == Decimal("5.5")
+    assert cost[(org.sdk_workspace_id, "tokens", "claude-opus-5", "uncached_input_tokens",
+                 "standard", "0-200k", "us")] == Decimal("0.55")
+
+
+def test_token_prices_follow_the_price_table() -> None:
+    # Sonnet 4.5 input $3/MTok = 0.0003 cents per token.
+    assert token_price_cents("claude-sonnet-4-5-20250929", "uncached_input_tokens", "standard",
+                             "not_available") == Decimal("0.0003")
+    # Opus 5 1h cache write $10, batch 50% off, us geo +10%: $5.50/MTok.
+    assert token_price_cents("claude-opus-5", "cache_creation.ephemeral_1h_input_tokens", "batch",
+                             "us") == Decimal("0.00055")
+    # The us premium applies only from 4.6 on.
+    assert token_price_cents("claude-haiku-4-5-20251001", "output_tokens", "standard",
+                             "us") == Decimal("0.0005")
+    assert token_price_cents("claude-3-5-haiku-20241022", "cache_read_input_tokens", "standard",
+                             "not_available") == Decimal("0.000008")
+    assert token_price_cents("claude-sonnet-5", "cache_creation.ephemeral_5m_input_tokens",
+                             "standard", "global") == Decimal("0.00025")
+
+
+def test_cost_totals_price_every_event_and_leave_out_priority(org: SimulatedOrganization) -> None:
+    end = DAY + timedelta(days=1)
+    expected: dict[tuple, Decimal] = {}
+    for e in org.events(DAY, end):
+        if e.service_tier == "priority":
+            continue
+        for token_type, count in (
+            ("uncached_input_tokens", e.uncached_input_tokens),
+            ("cache_read_input_tokens", e.cache_read_input_tokens),
+            ("cache_creation.ephemeral_5m_input_tokens", e.cache_creation_5m),
+            ("cache_creation.ephemeral_1h_input_tokens", e.cache_creation_1h),
+            ("output_tokens", e.output_tokens),
+        ):
+            if count:
+                key = (e.workspace_id, "tokens", e.model, token_type, e.service_tier,
+                       e.context_window, e.inference_geo)
+                price = token_price_cents(e.model, token_type, e.service_tier, e.inference_geo)
+                expected[key] = expected.get(key, Decimal(0)) + count * price
+        if e.web_search_requests:
+            key = (e.workspace_id, "web_search", None, None, None, None, None)
+            expected[key] = expected.get(key, Decimal(0)) + e.web_search_requests
+    totals = org.cost_totals(DAY, end)
+    assert totals == expected
+    assert all(key[4] != "priority" for key in totals)
+
+
+def test_cost_descriptions_are_unique_and_readable(org: SimulatedOrganization) -> None:
+    totals = org.cost_totals(DAY - timedelta(days=6), DAY + timedelta(days=1))
+    descriptions = {(key[0], cost_description(key)) for key in totals}
+    assert len(descriptions) == len(totals)
+    texts = {text for _, text in descriptions}
+    assert "Claude Sonnet 4.5 Usage - Input Tokens" in texts
+    assert "Claude Sonnet 4.5 Usage - Input Tokens, Cache Hit" in texts
+    assert "Claude Opus 5 Usage - Input Tokens, Cache Write, 1h, Batch, US" in texts
+    assert "Web Search Usage" in texts
