@@ -46,7 +46,8 @@ LIST_PAGE_SIZE = 1000
 class AdminAPIError(Exception):
     """A request (after any retries) or its response failed; ``reason`` is a fixed word."""
 
-    def __init__(self, reason: str, message: str, *, status: int | None = None, request_id: str | None = None):
+    def __init__(self, reason: str, message: str, *, status: int | None = None, request_id: str | None = None,
+                 final: bool = False):
         detail = f" (HTTP {status}" if status else ""
         if request_id:
             detail += f", request-id {request_id}" if detail else f" (request-id {request_id}"
@@ -54,6 +55,7 @@ class AdminAPIError(Exception):
         self.reason = reason
         self.status = status
         self.request_id = request_id
+        self.final = final  # retrying cannot help: the poll's time is up, or the answer is not the API's
         self.retry_after: float | None = None
 
 
@@ -139,7 +141,7 @@ class RateLimiter:
             if len(self._sent) >= self.per_minute:
                 wait = 60 - (now - self._sent[0])
                 if now + wait > deadline:
-                    raise AdminAPIError("timeout", "poll deadline reached while pacing requests")
+                    raise AdminAPIError("timeout", "poll deadline reached while pacing requests", final=True)
                 self.sleep(wait)
                 self._sent.popleft()
                 now = self.monotonic()
@@ -176,12 +178,15 @@ class AdminClient:
         self.base_url = org.base_url
         self.settings = settings
         self.session = session or requests.Session()
-        self.session.headers.update({
+        # Per request, not on the session: a session may be shared between organizations.
+        self.headers = {
             "x-api-key": org.api_key.reveal(),
             "anthropic-version": API_VERSION,
             "user-agent": USER_AGENT,
             "accept": "application/json",
-        })
+        }
+        # Set once a 400 showed that the API refuses an ending_at in the future.
+        self.omit_future_ending_at = False
         self.on_response = on_response
         self.clock = clock
         self.monotonic = monotonic
@@ -201,14 +206,14 @@ class AdminClient:
             params["group_by[]"] = list(group_by)
         report = Report()
         for raw in self._bucket_pages("usage_report_messages", start, end, width, params, deadline):
-            report.buckets.append(_parse_bucket(raw, lambda row: _parse_usage_row(row, group_by), report))
+            _append_bucket(report, _parse_bucket(raw, lambda row: _parse_usage_row(row, group_by), report))
         return report
 
     def cost_report(self, start: datetime, end: datetime, deadline: float) -> Report:
         params = {"bucket_width": "1d", "group_by[]": ["workspace_id", "description"]}
         report = Report()
         for raw in self._bucket_pages("cost_report", start, end, "1d", params, deadline):
-            report.buckets.append(_parse_bucket(raw, _parse_cost_row, report))
+            _append_bucket(report, _parse_bucket(raw, _parse_cost_row, report))
         return report
 
     def _bucket_pages(self, endpoint: str, start: datetime, end: datetime, width: str,
@@ -223,9 +228,11 @@ class AdminClient:
             if not isinstance(data, list):
                 raise AdminAPIError("invalid_response", f"{endpoint}: response has no data list")
             yield from data
-            next_page = body.get("next_page")
-            if not body.get("has_more") or not next_page:
+            if not body.get("has_more"):
                 return
+            next_page = body.get("next_page")
+            if not isinstance(next_page, str) or not next_page:
+                raise AdminAPIError("invalid_response", f"{endpoint}: has_more is true but next_page is missing")
             if next_page == params.get("page"):
                 raise AdminAPIError("invalid_response", f"{endpoint}: next_page repeats the page just read")
             params = {**params, "page": next_page}
@@ -233,16 +240,23 @@ class AdminClient:
 
     def _get_with_ending_fallback(self, endpoint: str, params: dict[str, Any], end: datetime,
                                   deadline: float) -> dict[str, Any]:
+        # Whether the API accepts an ending_at in the future is unknown (anthropic-api.md §0):
+        # on a 400 for one, ask again without it (the API then ends at now, leaving out the bucket
+        # in progress), and once that works, keep leaving it out.
+        future = end > self.clock()
+        without = {k: v for k, v in params.items() if k != "ending_at"}
+        if future and self.omit_future_ending_at:
+            return self._get(endpoint, without, deadline)
         try:
             return self._get(endpoint, params, deadline)
         except AdminAPIError as exc:
-            # Whether the API accepts an ending_at in the future is unknown (anthropic-api.md §0):
-            # on a 400 for one, ask again without it and let the API default to now.
-            if exc.status != 400 or "ending_at" not in params or end <= self.clock():
+            if exc.status != 400 or not future:
                 raise
-            log.warning("the API refused an ending_at in the future; asking again without ending_at",
-                        extra={"endpoint": endpoint})
-            return self._get(endpoint, {k: v for k, v in params.items() if k != "ending_at"}, deadline)
+        body = self._get(endpoint, without, deadline)
+        self.omit_future_ending_at = True
+        log.warning("the API refused an ending_at in the future; leaving it out from now on, so the bucket"
+                    " in progress is not counted", extra={"endpoint": endpoint})
+        return body
 
     # -- lists -----------------------------------------------------------------------------
 
@@ -297,11 +311,13 @@ class AdminClient:
     def _attempt(self, endpoint: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
         remaining = deadline - self.monotonic()
         if remaining <= 0:
-            raise AdminAPIError("timeout", f"{endpoint}: poll deadline reached")
+            raise AdminAPIError("timeout", f"{endpoint}: poll deadline reached", final=True)
         self.limiter.acquire(deadline)
         timeout = min(self.settings.request_timeout, max(deadline - self.monotonic(), 0.001))
         try:
-            response = self.session.get(self.base_url + ENDPOINTS[endpoint], params=params, timeout=timeout)
+            # No redirects: requests would forward x-api-key to whatever host a redirect names.
+            response = self.session.get(self.base_url + ENDPOINTS[endpoint], params=params, headers=self.headers,
+                                        timeout=timeout, allow_redirects=False)
         except requests.Timeout:
             self.on_response(endpoint, "none")
             raise AdminAPIError("timeout", f"{endpoint}: no answer within {timeout:.3g}s") from None
@@ -310,6 +326,9 @@ class AdminClient:
             raise AdminAPIError("connection", f"{endpoint}: {type(exc).__name__}") from None
         self.on_response(endpoint, str(response.status_code))
         request_id = response.headers.get("request-id")
+        if 300 <= response.status_code < 400:
+            raise AdminAPIError("invalid_response", f"{endpoint}: unexpected redirect, not followed",
+                                status=response.status_code, request_id=request_id, final=True)
         if response.status_code != 200:
             raise _status_error(endpoint, response, request_id)
         try:
@@ -356,7 +375,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _retryable(exc: BaseException) -> bool:
-    if not isinstance(exc, AdminAPIError):
+    if not isinstance(exc, AdminAPIError) or exc.final:
         return False
     if exc.status is None:
         return exc.reason in ("timeout", "connection")
@@ -374,6 +393,13 @@ def _backoff(state: tenacity.RetryCallState) -> float:
 
 # -- parsing: tolerant of unknown fields; a row that cannot be read is skipped and counted ----
 
+def _append_bucket(report: Report, bucket: Bucket) -> None:
+    """Buckets come oldest first; an overlap across pages would be counted twice, so refuse it."""
+    if report.buckets and bucket.starting_at < report.buckets[-1].ending_at:
+        raise AdminAPIError("invalid_response", f"bucket {format_time(bucket.starting_at)} overlaps the one before")
+    report.buckets.append(bucket)
+
+
 def _parse_bucket(raw: Any, parse_row: Callable[[dict[str, Any]], Any], report: Report) -> Bucket:
     if not isinstance(raw, dict):
         raise AdminAPIError("invalid_response", "a bucket is not a JSON object")
@@ -381,8 +407,11 @@ def _parse_bucket(raw: Any, parse_row: Callable[[dict[str, Any]], Any], report: 
         start, end = parse_time(raw.get("starting_at")), parse_time(raw.get("ending_at"))
     except ValueError as exc:
         raise AdminAPIError("invalid_response", f"bucket has a bad time: {exc}") from None
+    results = raw.get("results")
+    if results is not None and not isinstance(results, list):
+        raise AdminAPIError("invalid_response", "a bucket's results is not a list")
     rows = []
-    for item in raw.get("results") or ():
+    for item in results or ():
         try:
             rows.append(parse_row(item))
         except _SkipRow as skip:
@@ -442,7 +471,7 @@ def _parse_usage_row(row: Any, group_by: tuple[str, ...]) -> UsageRow:
 def _parse_cost_row(row: Any) -> CostRow:
     if not isinstance(row, dict):
         raise _SkipRow("invalid_row")
-    if row.get("currency", "USD") != "USD":
+    if row.get("currency") not in (None, "USD"):  # absent or null: the API documents only USD
         raise _SkipRow("currency")
     amount = row.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, (str, int, float)):

@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="[HOST]:PORT", help=f"address to serve metrics on (default :{DEFAULT_PORT})")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                         help="path of the metrics endpoint (default /metrics)")
-    parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
-    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info",
+                        help="only log messages of this severity or above (default info)")
+    parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt",
+                        help="output format of log messages on stderr (default logfmt)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
                         help="validate the configuration, print it with secrets redacted, and exit")
     parser.add_argument("--once", action="store_true",
@@ -71,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(args.log_level, args.log_format)
     try:
         address = parse_listen_address(args.listen_address)
+        if not args.telemetry_path.startswith("/") or args.telemetry_path == "/" or args.telemetry_path.startswith("/-/"):
+            raise ValueError(f"--web.telemetry-path: {args.telemetry_path!r} must start with / and not be / or /-/...")
     except ValueError as exc:
         parser.print_usage(sys.stderr)
         print(f"error: {exc}", file=sys.stderr)

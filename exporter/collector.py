@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest as generate_text
@@ -17,11 +17,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
-from exporter.snapshot import (COST_LABELS, APIKeysSnapshot, CostSnapshot, UsageSnapshot,
-                               WorkspacesSnapshot)
+from exporter.admin_api import COST_DIMENSIONS
+from exporter.snapshot import APIKeysSnapshot, CostSnapshot, UsageSnapshot, WorkspacesSnapshot
 from exporter.state import ExporterState
 
 REFRESH = "Refreshed when the exporter polls the Admin API (on a schedule), not per scrape."
+POLL_UPDATE = "Changes when a poll of the Admin API ends (on a schedule), not per scrape."
 USAGE_ENDPOINT = "GET /v1/organizations/usage_report/messages"
 COST_ENDPOINT = "GET /v1/organizations/cost_report"
 
@@ -91,7 +92,7 @@ class AdminCollector:
         family = GaugeMetricFamily(
             "anthropic_cost_usd",
             f"Sum over the window of `amount` (cents) / 100 from {COST_ENDPOINT} grouped by workspace_id"
-            f" and description, in US dollars. {REFRESH}", labels=["organization", "window", *COST_LABELS])
+            f" and description, in US dollars. {REFRESH}", labels=["organization", "window", *COST_DIMENSIONS])
         for org, snapshot in snapshots.items():
             if snapshot is None:
                 continue
@@ -130,15 +131,16 @@ class AdminCollector:
         report_labels = ["organization", "report"]
         up = GaugeMetricFamily("anthropic_exporter_up",
                                "1 if the newest poll of the report succeeded, else 0 (the last good figures"
-                               " keep being served).", labels=report_labels)
+                               f" keep being served). {POLL_UPDATE}", labels=report_labels)
         success = GaugeMetricFamily("anthropic_exporter_last_success_timestamp_seconds",
-                                    "Unix time of the newest successful poll of the report.",
+                                    f"Unix time of the newest successful poll of the report. {POLL_UPDATE}",
                                     labels=report_labels)
         fresh = GaugeMetricFamily("anthropic_exporter_data_timestamp_seconds",
-                                  "End of the newest report bucket that held any data (the finest bucket"
-                                  " width polled): how fresh the data is.", labels=report_labels)
+                                  "End (`ending_at`, at most the poll's time) of the newest bucket that held any"
+                                  " data in the usage or cost report, at the finest width that has data: how"
+                                  f" fresh the data is. {POLL_UPDATE}", labels=report_labels)
         duration = GaugeMetricFamily("anthropic_exporter_poll_duration_seconds",
-                                     "How long the newest poll of the report took, retries included.",
+                                     f"How long the newest poll of the report took, retries included. {POLL_UPDATE}",
                                      labels=report_labels)
         for (org, report), status in statuses.items():
             up.add_metric([org, report], 1 if status.up else 0)

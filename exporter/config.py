@@ -143,6 +143,8 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None, *,
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: config file is not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -261,6 +263,10 @@ class _Parser:
         if parts.query or parts.fragment or parts.username or parts.password:
             self.problem(path, f"{url!r} must not carry credentials, a query or a fragment")
             return None
+        if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            # The admin key would cross the network in clear text.
+            self.problem(path, f"{url!r} must use https (plain http is allowed only for localhost)")
+            return None
         return url.rstrip("/")
 
     def api_key(self, fields: dict[str, Any], path: str) -> tuple[str | None, str | None, Secret]:
@@ -279,8 +285,12 @@ class _Parser:
             except OSError as exc:
                 self.problem(f"{path}.api_key_file", f"cannot read {key_file}: {exc.strerror}")
                 return None, key_file, Secret("")
+            except UnicodeDecodeError:
+                self.problem(f"{path}.api_key_file", f"{key_file} is not UTF-8 text")
+                return None, key_file, Secret("")
             if not secret:
                 self.problem(f"{path}.api_key_file", f"{key_file} is empty")
+            self.check_key_characters(secret, f"{path}.api_key_file", f"{key_file}")
             return None, key_file, Secret(secret)
         key_env = self.string(DEFAULT_KEY_ENV if key_env is None else key_env, f"{path}.api_key_env")
         if key_env is None or not self.resolve_keys:
@@ -288,7 +298,14 @@ class _Parser:
         secret = self.environ.get(key_env, "").strip()
         if not secret:
             self.problem(f"{path}.api_key_env", f"environment variable {key_env} is not set or empty")
+        self.check_key_characters(secret, f"{path}.api_key_env", f"environment variable {key_env}")
         return key_env, None, Secret(secret)
+
+    def check_key_characters(self, secret: str, path: str, source: str) -> None:
+        # The key goes into an HTTP header; say so here rather than fail every request later.
+        # The message never quotes the key.
+        if secret and not all("!" <= c <= "~" for c in secret):
+            self.problem(path, f"the key in {source} holds whitespace or non-ASCII characters")
 
     def poll_intervals(self, value: Any) -> PollIntervals:
         defaults = PollIntervals()
@@ -343,14 +360,14 @@ class _Parser:
         calendar = fields.get("calendar")
         buckets = fields.get("buckets")
         width = fields.get("bucket_width", "1d" if calendar is not None else None)
-        if width not in MAX_BUCKETS:
+        if not isinstance(width, str) or width not in MAX_BUCKETS:
             self.problem(f"{path}.bucket_width", f"must be one of 1m, 1h, 1d, got {width!r}")
             width = None
         if (calendar is None) == (buckets is None):
             self.problem(path, "set exactly one of buckets or calendar")
             return None
         if calendar is not None:
-            if calendar not in CALENDARS:
+            if not isinstance(calendar, str) or calendar not in CALENDARS:
                 self.problem(f"{path}.calendar", f"must be day or month, got {calendar!r}")
                 return None
             if width is not None and width != "1d":

@@ -9,15 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import requests
 
 from exporter.admin_api import AdminAPIError, AdminClient
 from exporter.config import Config, Organization
-from exporter.snapshot import (APIKeysSnapshot, WorkspacesSnapshot, build_cost_snapshot,
-                               build_usage_snapshot)
+from exporter.snapshot import APIKeysSnapshot, WorkspacesSnapshot, build_cost_snapshot, build_usage_snapshot
 from exporter.state import REPORTS, ExporterState
 from exporter.windows import fetch_range
 
@@ -34,7 +33,7 @@ class Poller:
         state: ExporterState,
         *,
         session: requests.Session | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):

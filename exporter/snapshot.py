@@ -14,7 +14,6 @@ from exporter.windows import in_window, window_range
 
 # What a null means for a dimension that *is* grouped (metrics.md §1, Labels).
 NULL_LABELS = {"workspace_id": "default", "api_key_id": "console"}
-COST_LABELS = COST_DIMENSIONS
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class UsageSnapshot:
 
 @dataclass(frozen=True)
 class CostSnapshot:
-    """Cost in USD per label set (COST_LABELS) and window."""
+    """Cost in USD per label set (COST_DIMENSIONS) and window."""
 
     windows: tuple[str, ...]
     series: Mapping[tuple[str, ...], Mapping[str, Decimal]]
@@ -77,9 +76,9 @@ def build_usage_snapshot(buckets_by_width: Mapping[str, Iterable[Bucket]], windo
     names = tuple(w.name for w in windows)
     series = {labels: {name: per_window.get(name, zero) for name in names}
               for labels, per_window in sums.items()}
-    finest = min(buckets_by_width, key=lambda width: BUCKET_SECONDS[width], default=None)
-    stamp = _data_timestamp(buckets_by_width[finest]) if finest else None
-    return UsageSnapshot(group_by, names, series, stamp)
+    # The finest width that holds any data says most precisely how fresh the data is.
+    stamps = (_data_timestamp(buckets_by_width[width], now) for width in sorted(buckets_by_width, key=BUCKET_SECONDS.get))
+    return UsageSnapshot(group_by, names, series, next((s for s in stamps if s is not None), None))
 
 
 def build_cost_snapshot(buckets: Iterable[Bucket], windows: Iterable[Window], now: datetime) -> CostSnapshot:
@@ -94,16 +93,20 @@ def build_cost_snapshot(buckets: Iterable[Bucket], windows: Iterable[Window], no
                 continue
             for row in bucket.rows:
                 assert isinstance(row, CostRow)
-                labels = tuple(cost_label(d, v) for d, v in zip(COST_LABELS, row.dimensions, strict=True))
+                labels = tuple(cost_label(d, v) for d, v in zip(COST_DIMENSIONS, row.dimensions, strict=True))
                 per_window = sums[labels]
                 per_window[window.name] = per_window.get(window.name, Decimal(0)) + row.amount_cents
     names = tuple(w.name for w in windows)
     series = {labels: {name: per_window.get(name, Decimal(0)) / 100 for name in names}
               for labels, per_window in sums.items()}
-    return CostSnapshot(names, series, _data_timestamp(buckets))
+    return CostSnapshot(names, series, _data_timestamp(buckets, now))
 
 
-def _data_timestamp(buckets: Iterable[Bucket]) -> float | None:
-    """End of the newest bucket that held any data (metrics.md: how fresh the data is)."""
+def _data_timestamp(buckets: Iterable[Bucket], now: datetime) -> float | None:
+    """End of the newest bucket that held any data (metrics.md: how fresh the data is).
+
+    The bucket in progress ends in the future; its data is only as fresh as the poll, so the
+    end is capped at ``now``.
+    """
     ends = [b.ending_at for b in buckets if b.rows]
-    return max(ends).timestamp() if ends else None
+    return min(max(ends), now).timestamp() if ends else None

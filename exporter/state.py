@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any
 
 REPORTS = ("usage", "cost", "api_keys", "workspaces")
 # The `reason` values of anthropic_exporter_poll_errors_total, created at 0 up front.

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from exporter.config import BUCKET_SECONDS, Window
 
 
 def floor_to_width(moment: datetime, width: str) -> datetime:
     """The start of the UTC bucket of ``width`` that holds ``moment``."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     if width == "1m":
         return moment.replace(second=0, microsecond=0)
     if width == "1h":

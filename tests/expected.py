@@ -1,44 +1,71 @@
-"""What the exporter should report, computed independently from the simulator's own sums."""
+"""What the exporter should report, computed independently from the simulator's own sums.
+
+The window spans and null labels are written out here from the metric contract's tables,
+not taken from the exporter's code, so a bug there cannot hide in both places.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from exporter.admin_api import UsageValues
-from exporter.snapshot import cost_label, usage_label
-from exporter.windows import window_range
 
 COST_LABELS = ("workspace_id", "cost_type", "model", "token_type", "service_tier", "context_window",
                "inference_geo")
+MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+
+
+def default_spans(now: datetime) -> dict[str, tuple[datetime, datetime]]:
+    """[start, end) of bucket starts per default window (metrics.md §1, Windows)."""
+    minute = now.replace(second=0, microsecond=0)
+    hour = minute.replace(minute=0)
+    day = hour.replace(hour=0)
+    return {
+        "1h": (minute - 59 * MINUTE, minute + MINUTE),  # the 60 newest minutes, this one included
+        "24h": (hour - 23 * HOUR, hour + HOUR),
+        "7d": (day - 6 * DAY, day + DAY),
+        "30d": (day - 29 * DAY, day + DAY),
+        "today": (day, day + DAY),
+        "month": (day.replace(day=1), day + DAY),
+    }
+
+
+def usage_labels(group_by, key) -> tuple[str, ...]:
+    nulls = {"workspace_id": "default", "api_key_id": "console"}
+    return tuple(nulls.get(d, "unknown") if v is None else v for d, v in zip(group_by, key, strict=True))
 
 
 def expected_usage(org, windows, group_by, now) -> dict[tuple[tuple[str, ...], str], UsageValues]:
     """(label values, window) -> sums, for every label set seen in any window (0 elsewhere)."""
+    spans = default_spans(now)
     per_window = {}
     for window in windows:
-        start, end = window_range(window, now)
-        per_window[window.name] = {
-            tuple(usage_label(d, v) for d, v in zip(group_by, key, strict=True)): UsageValues(
+        sums: dict[tuple[str, ...], UsageValues] = {}
+        for key, t in org.usage_totals(*spans[window.name], group_by).items():
+            labels = usage_labels(group_by, key)
+            sums[labels] = sums.get(labels, UsageValues()) + UsageValues(
                 t["uncached_input_tokens"], t["cache_read_input_tokens"], t["cache_creation_5m"],
                 t["cache_creation_1h"], t["output_tokens"], t["web_search_requests"])
-            for key, t in org.usage_totals(start, end, group_by).items()
-        }
-    # Rows that map to the same labels (e.g. two nulls) add up; usage_totals keys are distinct already.
+        per_window[window.name] = sums
     label_sets = {labels for sums in per_window.values() for labels in sums}
     return {(labels, name): sums.get(labels, UsageValues())
             for name, sums in per_window.items() for labels in label_sets}
 
 
 def expected_cost(org, windows, now) -> dict[tuple[tuple[str, ...], str], Decimal]:
+    """(label values, window) -> US dollars, for the windows of daily buckets only."""
+    spans = default_spans(now)
     per_window = {}
     for window in windows:
         if window.bucket_width != "1d":
             continue
-        start, end = window_range(window, now)
-        per_window[window.name] = {
-            tuple(cost_label(d, v) for d, v in zip(COST_LABELS, key, strict=True)): cents / 100
-            for key, cents in org.cost_totals(start, end).items()
-        }
+        sums: dict[tuple[str, ...], Decimal] = {}
+        for key, cents in org.cost_totals(*spans[window.name]).items():
+            labels = tuple(("default" if d == "workspace_id" else "") if v is None else v
+                           for d, v in zip(COST_LABELS, key, strict=True))
+            sums[labels] = sums.get(labels, Decimal(0)) + cents / 100
+        per_window[window.name] = sums
     label_sets = {labels for sums in per_window.values() for labels in sums}
     return {(labels, name): sums.get(labels, Decimal(0))
             for name, sums in per_window.items() for labels in label_sets}

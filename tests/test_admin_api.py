@@ -243,12 +243,13 @@ def test_cost_rows_in_another_currency_are_skipped_and_counted(clock):
     day = {"starting_at": "2026-03-10T00:00:00Z", "ending_at": "2026-03-11T00:00:00Z", "results": [
         {"amount": "150", "currency": "USD", "workspace_id": None, "cost_type": "web_search"},
         {"amount": "150", "currency": "EUR", "workspace_id": None, "cost_type": "web_search"},
+        {"amount": "2", "currency": None},
         {"amount": "lots", "currency": "USD"},
         {"amount": 7, "currency": "USD"},
     ]}
     client, _ = scripted_client([(200, {"data": [day], "has_more": False})], clock)
     report = client.cost_report(DAY, DAY + timedelta(days=1), far())
-    assert [r.amount_cents for r in report.buckets[0].rows] == [150, 7]
+    assert [r.amount_cents for r in report.buckets[0].rows] == [150, 2, 7]
     assert report.skipped == {"currency": 1, "invalid_row": 1}
 
 
@@ -260,7 +261,70 @@ def test_a_refused_future_ending_at_is_dropped_and_asked_again(clock, caplog):
     report = client.usage_report(DAY + timedelta(hours=12), DAY + timedelta(hours=13), "1h", GROUP_BY, far())
     assert len(report.buckets) == 1
     assert "ending_at" in fake.sent[0].url and "ending_at" not in fake.sent[1].url
-    assert "asking again without ending_at" in caplog.text
+    assert "leaving it out from now on" in caplog.text
+    # remembered: the next poll does not ask with a future ending_at again
+    fake.answers.append((200, {"data": [bucket(DAY + timedelta(hours=12), [ROW])], "has_more": False}))
+    client.usage_report(DAY + timedelta(hours=12), DAY + timedelta(hours=13), "1h", GROUP_BY, far())
+    assert len(fake.sent) == 3 and "ending_at" not in fake.sent[2].url
+
+
+def test_a_400_for_a_past_range_is_not_asked_again(clock):
+    client, fake = scripted_client([(400, {"type": "error", "error": {"type": "invalid_request_error"}})], clock)
+    with pytest.raises(AdminAPIError) as info:
+        client.usage_report(DAY - timedelta(days=2), DAY - timedelta(days=1), "1h", GROUP_BY, far())
+    assert info.value.reason == "bad_request"
+    assert len(fake.sent) == 1
+    assert not client.omit_future_ending_at
+
+
+@pytest.mark.parametrize("status,reason", [(401, "auth"), (403, "auth"), (404, "bad_request"), (400, "bad_request")])
+def test_client_errors_are_never_retried(clock, status, reason):
+    client, fake = scripted_client([(status, {"type": "error", "error": {"type": "x"}})] * 5, clock)
+    with pytest.raises(AdminAPIError) as info:
+        client.workspaces(far())
+    assert (info.value.reason, info.value.status) == (reason, status)
+    assert len(fake.sent) == 1
+
+
+def test_redirects_are_not_followed_so_the_key_stays_home(clock):
+    client, fake = scripted_client([(302, b"")], clock)
+    with pytest.raises(AdminAPIError) as info:
+        client.workspaces(far())
+    assert (info.value.reason, info.value.status) == ("invalid_response", 302)
+    assert len(fake.sent) == 1
+
+
+def test_the_key_is_sent_per_request_and_the_session_left_alone(clock):
+    client, fake = scripted_client([(200, {"data": [], "has_more": False})], clock)
+    client.workspaces(far())
+    assert fake.sent[0].headers["x-api-key"] == "sk-ant-admin01-x"
+    assert "x-api-key" not in client.session.headers
+
+
+def test_has_more_without_next_page_is_invalid_not_a_silent_cut(clock):
+    client, _ = scripted_client([(200, {"data": [bucket(DAY, [ROW])], "has_more": True, "next_page": None})], clock)
+    with pytest.raises(AdminAPIError) as info:
+        client.usage_report(DAY, DAY + timedelta(hours=3), "1h", GROUP_BY, far())
+    assert info.value.reason == "invalid_response"
+
+
+def test_overlapping_pages_are_refused_rather_than_counted_twice(clock):
+    client, _ = scripted_client([
+        (200, {"data": [bucket(DAY, [ROW])], "has_more": True, "next_page": "p2"}),
+        (200, {"data": [bucket(DAY, [ROW]), bucket(DAY + timedelta(hours=1), [ROW])], "has_more": False}),
+    ], clock)
+    with pytest.raises(AdminAPIError) as info:
+        client.usage_report(DAY, DAY + timedelta(hours=2), "1h", GROUP_BY, far())
+    assert info.value.reason == "invalid_response"
+
+
+@pytest.mark.parametrize("results", [5, "rows", {"a": 1}])
+def test_results_that_are_not_a_list_make_the_response_invalid(clock, results):
+    client, _ = scripted_client([(200, {"data": [{**bucket(DAY, []), "results": results}], "has_more": False})],
+                                clock)
+    with pytest.raises(AdminAPIError) as info:
+        client.usage_report(DAY, DAY + timedelta(hours=1), "1h", GROUP_BY, far())
+    assert info.value.reason == "invalid_response"
 
 
 def test_a_repeated_next_page_is_an_error_not_a_loop(clock):
@@ -292,4 +356,4 @@ def test_rate_limiter_spaces_requests_over_a_minute():
     assert sleeps == [50]
     with pytest.raises(AdminAPIError) as info:
         limiter.acquire(deadline=now[0] + 1)
-    assert info.value.reason == "timeout"
+    assert info.value.reason == "timeout" and info.value.final  # not retried: time is up

@@ -60,8 +60,13 @@ def test_usage_snapshot_sums_windows_maps_nulls_and_fills_zeros():
         ("default", "console", "m"): {"1h": UsageValues(0, 7, 0, 0, 0, 0), "today": UsageValues()},
         ("default", "console", "unknown"): {"1h": UsageValues(), "today": UsageValues(0, 0, 3, 4, 0, 0)},
     }
-    # data timestamp from the finest width: end of the newest minute with data
-    assert snapshot.data_timestamp == (NOW.replace(second=0) + timedelta(minutes=1)).timestamp()
+    # data timestamp from the finest width: end of the newest minute with data, at most now
+    assert snapshot.data_timestamp == NOW.timestamp()
+    older = build_usage_snapshot({"1m": by_width["1m"][:2], "1d": by_width["1d"]}, WINDOWS, GROUP_BY, NOW)
+    assert older.data_timestamp == (NOW.replace(second=0) - timedelta(minutes=58)).timestamp()
+    # no minute with data: the next finer width that has some
+    daily = build_usage_snapshot({"1m": [minute(3)], "1d": by_width["1d"]}, WINDOWS, GROUP_BY, NOW)
+    assert daily.data_timestamp == NOW.timestamp()
 
 
 def test_cost_snapshot_is_exact_decimal_in_dollars():
@@ -131,22 +136,22 @@ GOLDEN = textwrap.dedent('''\
     # HELP anthropic_exporter_build_info The exporter's version; always 1.
     # TYPE anthropic_exporter_build_info gauge
     anthropic_exporter_build_info{version="9.9.9"} 1.0
-    # HELP anthropic_exporter_up 1 if the newest poll of the report succeeded, else 0 (the last good figures keep being served).
+    # HELP anthropic_exporter_up 1 if the newest poll of the report succeeded, else 0 (the last good figures keep being served). Changes when a poll of the Admin API ends (on a schedule), not per scrape.
     # TYPE anthropic_exporter_up gauge
     anthropic_exporter_up{organization="acme",report="usage"} 1.0
     anthropic_exporter_up{organization="acme",report="cost"} 1.0
     anthropic_exporter_up{organization="acme",report="api_keys"} 1.0
     anthropic_exporter_up{organization="acme",report="workspaces"} 0.0
-    # HELP anthropic_exporter_last_success_timestamp_seconds Unix time of the newest successful poll of the report.
+    # HELP anthropic_exporter_last_success_timestamp_seconds Unix time of the newest successful poll of the report. Changes when a poll of the Admin API ends (on a schedule), not per scrape.
     # TYPE anthropic_exporter_last_success_timestamp_seconds gauge
     anthropic_exporter_last_success_timestamp_seconds{organization="acme",report="usage"} 1.773145815e+09
     anthropic_exporter_last_success_timestamp_seconds{organization="acme",report="cost"} 1.773145815e+09
     anthropic_exporter_last_success_timestamp_seconds{organization="acme",report="api_keys"} 1.773145815e+09
-    # HELP anthropic_exporter_data_timestamp_seconds End of the newest report bucket that held any data (the finest bucket width polled): how fresh the data is.
+    # HELP anthropic_exporter_data_timestamp_seconds End (`ending_at`, at most the poll's time) of the newest bucket that held any data in the usage or cost report, at the finest width that has data: how fresh the data is. Changes when a poll of the Admin API ends (on a schedule), not per scrape.
     # TYPE anthropic_exporter_data_timestamp_seconds gauge
-    anthropic_exporter_data_timestamp_seconds{organization="acme",report="usage"} 1.77314586e+09
-    anthropic_exporter_data_timestamp_seconds{organization="acme",report="cost"} 1.7731872e+09
-    # HELP anthropic_exporter_poll_duration_seconds How long the newest poll of the report took, retries included.
+    anthropic_exporter_data_timestamp_seconds{organization="acme",report="usage"} 1.773145815e+09
+    anthropic_exporter_data_timestamp_seconds{organization="acme",report="cost"} 1.773145815e+09
+    # HELP anthropic_exporter_poll_duration_seconds How long the newest poll of the report took, retries included. Changes when a poll of the Admin API ends (on a schedule), not per scrape.
     # TYPE anthropic_exporter_poll_duration_seconds gauge
     anthropic_exporter_poll_duration_seconds{organization="acme",report="usage"} 0.25
     anthropic_exporter_poll_duration_seconds{organization="acme",report="cost"} 0.5

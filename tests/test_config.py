@@ -89,6 +89,8 @@ BAD_CONFIGS = [
      ["organizations[0].base_url: 'ftp://x' is not an http(s) URL with a host"]),
     ("url with credentials", "organizations: [{name: a, base_url: 'https://u:p@h'}]\n",
      ["organizations[0].base_url: 'https://u:p@h' must not carry credentials, a query or a fragment"]),
+    ("plain http to another host", "organizations: [{name: a, base_url: 'http://api.example.com'}]\n",
+     ["organizations[0].base_url: 'http://api.example.com' must use https (plain http is allowed only for localhost)"]),
     ("unknown org key", "organizations: [{name: a, key: x}]\n",
      ["organizations[0].key: unknown key (allowed: name, api_key_env, api_key_file, base_url)"]),
     ("missing name", "organizations: [{base_url: 'https://h'}]\n",
@@ -110,6 +112,8 @@ BAD_CONFIGS = [
       "service_tier, context_window, inference_geo)"]),
     ("too many buckets", "windows: [{name: w, bucket_width: 1h, buckets: 200}]\n",
      ["windows[0].buckets: 200 buckets of 1h is more than the API serves (at most 168)"]),
+    ("width of the wrong type", "windows: [{name: w, bucket_width: [1d], buckets: 2}]\n",
+     ["windows[0].bucket_width: must be one of 1m, 1h, 1d, got ['1d']"]),
     ("bad width", "windows: [{name: w, bucket_width: 5m, buckets: 2}]\n",
      ["windows[0].bucket_width: must be one of 1m, 1h, 1d, got '5m'"]),
     ("calendar with 1h", "windows: [{name: w, bucket_width: 1h, calendar: day}]\n",
@@ -129,6 +133,21 @@ BAD_CONFIGS = [
                          ids=[name for name, _, _ in BAD_CONFIGS])
 def test_bad_config(tmp_path, text, expected):
     assert problems_of(tmp_path, text) == expected
+
+
+def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(tmp_path):
+    keyfile = tmp_path / "key"
+    keyfile.write_text("sk-ant-admin01-first\nsecond-line\n")
+    problems = problems_of(tmp_path, f"organizations: [{{name: a, api_key_file: {keyfile}}}]\n")
+    assert problems == [f"organizations[0].api_key_file: the key in {keyfile} holds whitespace or non-ASCII characters"]
+
+
+def test_a_config_that_is_not_utf8(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"organizations: [{name: \xff}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), ENV)
+    assert info.value.problems == [f"{path}: config file is not UTF-8 text"]
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

@@ -103,6 +103,26 @@ def test_error_counter_by_reason(setup, simulator, fault, reason):
     assert state.status("acme", "workspaces").polled and state.status("acme", "workspaces").snapshot is None
 
 
+def test_an_unexpected_exception_is_counted_and_the_poller_goes_on(setup, monkeypatch, caplog):
+    _, state, poller, registry = setup
+    monkeypatch.setattr(poller.client, "workspaces", lambda deadline: 1 / 0)
+    assert not poller.poll("workspaces")
+    assert registry.get_sample_value("anthropic_exporter_poll_errors_total",
+                                     {"organization": "acme", "report": "workspaces", "reason": "internal"}) == 1
+    assert "ZeroDivisionError" in caplog.text
+    assert poller.poll("api_keys")
+
+
+def test_data_timestamp_is_the_newest_data_never_the_future(setup, clock):
+    _, state, poller, _ = setup
+    assert poller.poll_all()
+    usage = state.status("acme", "usage").snapshot.data_timestamp
+    cost = state.status("acme", "cost").snapshot.data_timestamp
+    now = clock().timestamp()
+    assert now - 3600 < usage <= now  # the simulator's traffic is a few requests an hour
+    assert now - 2 * 86400 < cost <= now
+
+
 def test_counters_exist_at_zero_before_any_failure(setup):
     _, _, _, registry = setup
     for report in REPORTS:
