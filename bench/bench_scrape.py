@@ -37,12 +37,16 @@ def build_state(series: int):
     label_sets = series // (USAGE_METRICS_PER_LABEL_SET * len(windows))
     data = {}
     for i in range(label_sets):
-        labels = (f"wrkspc_{i % 40:024d}", f"apikey_{i % 350:024d}", f"claude-model-{i % 12}",
-                  ("standard", "batch", "priority")[i % 3], ("0-200k", "200k-1M")[i % 2])
+        labels = (
+            f"wrkspc_{i % 40:024d}",
+            f"apikey_{i % 350:024d}",
+            f"claude-model-{i % 12}",
+            ("standard", "batch", "priority")[i % 3],
+            ("0-200k", "200k-1M")[i % 2],
+        )
         data[labels] = {w: UsageValues(i * 11, i * 7, i * 3, i, i * 5, i % 4) for w in windows}
     state = ExporterState(["acme"], ["usage_report_messages"])
-    state.succeeded("acme", "usage", UsageSnapshot(DEFAULT_GROUP_BY, windows, data, time.time()),
-                    time.time(), 0.1)
+    state.succeeded("acme", "usage", UsageSnapshot(DEFAULT_GROUP_BY, windows, data, time.time()), time.time(), 0.1)
     return state
 
 
@@ -150,8 +154,9 @@ def main() -> int:
     contenders = []
     for kind in ("exporter", "plain-gauges"):
         port = free_port()
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port),
-                                 "--series", str(args.series)])
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", kind, "--port", str(port), "--series", str(args.series)]
+        )
         contenders.append((kind, proc, f"http://127.0.0.1:{port}/metrics"))
     for _, _, url in contenders:
         wait_up(url)
@@ -159,15 +164,20 @@ def main() -> int:
     with open(os.path.join(tmp, "metrics"), "wb") as fh:
         fh.write(requests.get(contenders[0][2], headers={"Accept-Encoding": "identity"}, timeout=60).content)
     port = free_port()
-    static = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    static = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", tmp],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     contenders.append(("static-file", static, f"http://127.0.0.1:{port}/metrics"))
     wait_up(contenders[-1][2])
 
     try:
         text_samples = requests.get(contenders[0][2], timeout=60).text.count("\nanthropic_usage_")
-        print(f"{text_samples} anthropic_usage_* samples, {args.scrapes} scrapes each, one at a time;"
-              f" python {sys.version.split()[0]}, {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d}\n")
+        print(
+            f"{text_samples} anthropic_usage_* samples, {args.scrapes} scrapes each, one at a time;"
+            f" python {sys.version.split()[0]}, {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d}\n"
+        )
         print("| server | encoding | p50 ms | p99 ms | bytes on the wire | server RSS MiB |")
         print("|---|---|---:|---:|---:|---:|")
         for kind, proc, url in contenders:
@@ -175,8 +185,10 @@ def main() -> int:
                 if gzip and kind == "static-file":
                     continue  # http.server cannot compress
                 times, wire, _ = measure(url, args.scrapes, gzip)
-                print(f"| {kind} | {'gzip' if gzip else 'identity'} | {percentile(times, 50) * 1000:.1f} |"
-                      f" {percentile(times, 99) * 1000:.1f} | {wire:,} | {rss_mib(proc.pid):.0f} |")
+                print(
+                    f"| {kind} | {'gzip' if gzip else 'identity'} | {percentile(times, 50) * 1000:.1f} |"
+                    f" {percentile(times, 99) * 1000:.1f} | {wire:,} | {rss_mib(proc.pid):.0f} |"
+                )
     finally:
         for _, proc, _ in contenders:
             proc.terminate()

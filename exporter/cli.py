@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(args.log_level, args.log_format)
     try:
         address = parse_listen_address(args.listen_address)
-        if not args.telemetry_path.startswith("/") or args.telemetry_path == "/" or args.telemetry_path.startswith("/-/"):
+        path = args.telemetry_path
+        if not path.startswith("/") or path == "/" or path.startswith("/-/"):
             raise ValueError(f"--web.telemetry-path: {args.telemetry_path!r} must start with / and not be / or /-/...")
     except ValueError as exc:
         parser.print_usage(sys.stderr)

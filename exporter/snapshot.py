@@ -77,7 +77,8 @@ def build_usage_snapshot(buckets_by_width: Mapping[str, Iterable[Bucket]], windo
     series = {labels: {name: per_window.get(name, zero) for name in names}
               for labels, per_window in sums.items()}
     # The finest width that holds any data says most precisely how fresh the data is.
-    stamps = (_data_timestamp(buckets_by_width[width], now) for width in sorted(buckets_by_width, key=BUCKET_SECONDS.get))
+    widths = sorted(buckets_by_width, key=BUCKET_SECONDS.__getitem__)
+    stamps = (_data_timestamp(buckets_by_width[width], now) for width in widths)
     return UsageSnapshot(group_by, names, series, next((s for s in stamps if s is not None), None))
 
 

@@ -104,7 +104,7 @@ def test_error_counter_by_reason(setup, simulator, fault, reason):
 
 
 def test_an_unexpected_exception_is_counted_and_the_poller_goes_on(setup, monkeypatch, caplog):
-    _, state, poller, registry = setup
+    _, _, poller, registry = setup
     monkeypatch.setattr(poller.client, "workspaces", lambda deadline: 1 / 0)
     assert not poller.poll("workspaces")
     assert registry.get_sample_value("anthropic_exporter_poll_errors_total",
