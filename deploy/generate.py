@@ -1,0 +1,578 @@
+#!/usr/bin/env python3
+"""Generate the files of deploy/ that are derived from others: the Grafana dashboards and the
+Kubernetes PrometheusRule (from the rule files in deploy/prometheus/rules/).
+
+    python deploy/generate.py            # rewrite the generated files
+    python deploy/generate.py --check    # exit 1 if a generated file is out of date
+
+Edit this script (dashboards) or the rule files, never the generated files: the tests fail
+when a generated file differs from what this script writes. Needs only PyYAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEPLOY = Path(__file__).resolve().parent
+RULE_FILES = (
+    DEPLOY / "prometheus" / "rules" / "anthropic-recording.rules.yml",
+    DEPLOY / "prometheus" / "rules" / "anthropic-budget.rules.yml",
+    DEPLOY / "prometheus" / "rules" / "anthropic-alerts.rules.yml",
+)
+PROMETHEUS_RULE = DEPLOY / "kubernetes" / "prometheusrule.yaml"
+DASHBOARDS_DIR = DEPLOY / "grafana" / "dashboards"
+
+# Every panel and variable queries the data source picked in the ${datasource} variable.
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+
+# --------------------------------------------------------------------------------------------
+# Dashboard building blocks
+# --------------------------------------------------------------------------------------------
+
+def target(expr: str, legend: str = "__auto", *, instant: bool = False, exemplar: bool = False,
+           fmt: str | None = None) -> dict[str, Any]:
+    t: dict[str, Any] = {"datasource": DS, "editorMode": "code", "expr": expr, "legendFormat": legend,
+                         "range": not instant, "instant": instant}
+    if exemplar:
+        t["exemplar"] = True
+    if fmt:
+        t["format"] = fmt
+    return t
+
+
+class Layout:
+    """Places panels left to right on Grafana's 24-column grid and numbers them."""
+
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self.x = 0
+        self.y = 0
+        self.row_height = 0
+        self.next_id = 1
+
+    def row(self, title: str) -> None:
+        self._newline()
+        self.panels.append({"collapsed": False, "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+                            "id": self._id(), "panels": [], "title": title, "type": "row"})
+        self.y += 1
+
+    def add(self, panel: dict[str, Any], w: int, h: int) -> None:
+        if self.x + w > 24:
+            self._newline()
+        panel["id"] = self._id()
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        for i, t in enumerate(panel.get("targets", [])):
+            t["refId"] = chr(ord("A") + i)
+        self.panels.append(panel)
+        self.x += w
+        self.row_height = max(self.row_height, h)
+
+    def _newline(self) -> None:
+        if self.x:
+            self.y += self.row_height
+        self.x = 0
+        self.row_height = 0
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+
+def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short", *,
+               stack: bool = False, min_zero: bool = True, max_one: bool = False) -> dict[str, Any]:
+    custom: dict[str, Any] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if not stack else 40,
+                              "showPoints": "never", "spanNulls": False,
+                              "stacking": {"group": "A", "mode": "normal" if stack else "none"}}
+    defaults: dict[str, Any] = {"unit": unit, "custom": custom}
+    if min_zero:
+        defaults["min"] = 0
+    if max_one:
+        defaults["max"] = 1
+    return {"type": "timeseries", "title": title, "description": description, "datasource": DS,
+            "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": {"legend": {"displayMode": "table", "placement": "right", "showLegend": True,
+                                   "calcs": ["lastNotNull", "max"]},
+                        "tooltip": {"mode": "multi", "sort": "desc"}}}
+
+
+def stat(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short",
+         thresholds: list[dict[str, Any]] | None = None, mappings: list[dict[str, Any]] | None = None,
+         ) -> dict[str, Any]:
+    steps = thresholds or [{"color": "green", "value": None}]
+    defaults: dict[str, Any] = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps},
+                                "color": {"mode": "thresholds"}}
+    if mappings:
+        defaults["mappings"] = mappings
+    return {"type": "stat", "title": title, "description": description, "datasource": DS,
+            "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                        "colorMode": "value", "graphMode": "area", "justifyMode": "auto",
+                        "orientation": "auto", "textMode": "auto"}}
+
+
+def bargauge(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short") -> dict[str, Any]:
+    return {"type": "bargauge", "title": title, "description": description, "datasource": DS,
+            "targets": targets,
+            "fieldConfig": {"defaults": {"unit": unit, "min": 0, "color": {"mode": "continuous-BlPu"},
+                                         "thresholds": {"mode": "absolute",
+                                                        "steps": [{"color": "green", "value": None}]}},
+                            "overrides": []},
+            "options": {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
+                        "valueMode": "color", "namePlacement": "left", "sizing": "auto",
+                        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}}
+
+
+def table(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short",
+          hide: tuple[str, ...] = ("Time",)) -> dict[str, Any]:
+    return {"type": "table", "title": title, "description": description, "datasource": DS,
+            "targets": targets,
+            "fieldConfig": {"defaults": {"unit": unit, "custom": {"align": "auto"}}, "overrides": []},
+            "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+            "transformations": [{"id": "organize", "options": {"excludeByName": {n: True for n in hide}}}]}
+
+
+def heatmap(title: str, description: str, targets: list[dict[str, Any]], unit: str = "s") -> dict[str, Any]:
+    return {"type": "heatmap", "title": title, "description": description, "datasource": DS,
+            "targets": targets, "fieldConfig": {"defaults": {}, "overrides": []},
+            "options": {"calculate": False, "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges",
+                                                                    "exponent": 0.5, "fill": "dark-orange",
+                                                                    "reverse": False, "steps": 64},
+                        "yAxis": {"axisPlacement": "left", "unit": unit}, "exemplars": {"color": "rgba(255,0,255,0.7)"},
+                        "filterValues": {"le": 1e-9}, "legend": {"show": True},
+                        "rowsFrame": {"layout": "auto"}, "tooltip": {"mode": "single", "yHistogram": False},
+                        "cellValues": {"unit": "reqps"}}}
+
+
+def datasource_variable() -> dict[str, Any]:
+    return {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+            "current": {}, "hide": 0, "includeAll": False, "multi": False, "options": [], "refresh": 1,
+            "regex": "", "skipUrlSync": False}
+
+
+def query_variable(name: str, label: str, query: str, *, regex: str = "", multi: bool = True) -> dict[str, Any]:
+    return {"name": name, "label": label, "type": "query", "datasource": DS, "definition": query,
+            "query": query, "regex": regex, "refresh": 2, "sort": 1, "hide": 0,
+            "includeAll": True, "allValue": ".*", "multi": multi,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "options": [], "skipUrlSync": False}
+
+
+def custom_variable(name: str, label: str, values: list[str], default: str, description: str) -> dict[str, Any]:
+    return {"name": name, "label": label, "type": "custom", "description": description,
+            "query": ",".join(values), "current": {"selected": True, "text": default, "value": default},
+            "options": [{"selected": v == default, "text": v, "value": v} for v in values],
+            "hide": 0, "includeAll": False, "multi": False, "skipUrlSync": False}
+
+
+def dashboard(uid: str, title: str, description: str, tags: list[str], variables: list[dict[str, Any]],
+              layout: Layout, time_from: str = "now-24h", refresh: str = "1m") -> dict[str, Any]:
+    return {
+        "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                                  "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+                                  "name": "Annotations & Alerts", "type": "dashboard"}]},
+        "description": description,
+        "editable": True,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "id": None,
+        "links": [{"asDropdown": False, "icon": "external link", "includeVars": True, "keepTime": True,
+                   "tags": ["anthropic"], "targetBlank": False, "title": "Anthropic dashboards",
+                   "type": "dashboards"}],
+        "panels": layout.panels,
+        "refresh": refresh,
+        "schemaVersion": 39,
+        "tags": tags,
+        "templating": {"list": variables},
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "timezone": "utc",
+        "title": title,
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Spend and usage (Admin API reports, polled by the exporter)
+# --------------------------------------------------------------------------------------------
+
+# The usage and cost figures are gauges holding the sum over a window (label `window`): they
+# are summed across labels, never rate()d.
+F = 'organization=~"$organization", workspace_id=~"$workspace", model=~"$model"'
+WORKSPACE_NAMES = ' * on (organization, workspace_id) group_left (workspace_name) anthropic_workspace_info'
+KEY_NAMES = ' * on (organization, api_key_id) group_left (api_key_name) anthropic_api_key_info'
+TOKEN_METRICS = ("anthropic_usage_uncached_input_tokens", "anthropic_usage_cache_read_input_tokens",
+                 "anthropic_usage_cache_creation_input_tokens", "anthropic_usage_output_tokens")
+
+
+def all_tokens(by: str, window: str = "$window") -> str:
+    """Every token kind of the usage report, summed by the given labels."""
+    return "\n+ ".join(f'sum by ({by}) ({m}{{window="{window}", {F}}})' for m in TOKEN_METRICS)
+
+
+def no_model_label(expr: str) -> str:
+    # Costs that belong to no model (web search, ...) have model="": give them a name.
+    return f'label_replace({expr}, "model", "(no model: web search, ...)", "model", "")'
+
+
+def spend_and_usage() -> dict[str, Any]:
+    lay = Layout()
+    lay.row("Spend (cost report, USD; refreshed every few minutes, Anthropic reports cost up to a day late)")
+    lay.add(stat("Spend today (UTC)", "Sum of anthropic_cost_usd{window=\"today\"}: the cost report's "
+                 "bucket for the current UTC day so far.",
+                 [target(f'sum(anthropic_cost_usd{{window="today", {F}}})', "today")], "currencyUSD"), 6, 4)
+    lay.add(stat("Spend this month", "Sum of anthropic_cost_usd{window=\"month\"}: from the first day of the "
+                 "current UTC month, today included.",
+                 [target(f'sum(anthropic_cost_usd{{window="month", {F}}})', "month")], "currencyUSD"), 6, 4)
+    lay.add(stat("Spend last 7 days", "Sum of anthropic_cost_usd{window=\"7d\"}: the 7 newest daily buckets, "
+                 "today included.",
+                 [target(f'sum(anthropic_cost_usd{{window="7d", {F}}})', "7d")], "currencyUSD"), 6, 4)
+    lay.add(stat("Month-end forecast", "This month's spend extrapolated at this month's pace so far "
+                 "(the same as the AnthropicMonthlyBudgetForecastExceeded alert).",
+                 [target(f'sum(anthropic_cost_usd{{window="month", {F}}})\n'
+                         '/ (day_of_month() - 1 + (time() % 86400) / 86400)\n* days_in_month()', "forecast")],
+                 "currencyUSD"), 6, 4)
+    lay.add(timeseries("Spend today by workspace", "anthropic_cost_usd{window=\"today\"} by workspace, "
+                       "names joined from anthropic_workspace_info. Each day starts again from 0 at 00:00 UTC.",
+                       [target(f'sum by (organization, workspace_id) (anthropic_cost_usd{{window="today", {F}}})'
+                               + WORKSPACE_NAMES, "{{workspace_name}} ({{organization}})")],
+                       "currencyUSD", stack=True), 12, 8)
+    lay.add(timeseries("Spend today by model", "anthropic_cost_usd{window=\"today\"} by model.",
+                       [target(no_model_label(f'sum by (model) (anthropic_cost_usd{{window="today", {F}}})'),
+                               "{{model}}")], "currencyUSD", stack=True), 12, 8)
+    lay.add(bargauge("Spend this month by workspace", "anthropic_cost_usd{window=\"month\"} by workspace.",
+                     [target(f'sum by (organization, workspace_id) (anthropic_cost_usd{{window="month", {F}}})'
+                             + WORKSPACE_NAMES, "{{workspace_name}} ({{organization}})", instant=True)],
+                     "currencyUSD"), 8, 8)
+    lay.add(bargauge("Spend this month by model", "anthropic_cost_usd{window=\"month\"} by model.",
+                     [target(no_model_label(f'sum by (model) (anthropic_cost_usd{{window="month", {F}}})'),
+                             "{{model}}", instant=True)], "currencyUSD"), 8, 8)
+    lay.add(bargauge("Spend this month by cost and token type",
+                     "anthropic_cost_usd{window=\"month\"} by cost_type and token_type, as the cost report "
+                     "parses them out of its descriptions.",
+                     [target(f'sum by (cost_type, token_type) (anthropic_cost_usd{{window="month", {F}}})',
+                             "{{cost_type}} {{token_type}}", instant=True)], "currencyUSD"), 8, 8)
+
+    lay.row("Usage (usage report, summed over the window picked above; usage is about 5 minutes behind)")
+    kinds = [
+        ("anthropic_usage_uncached_input_tokens", "", "uncached input"),
+        ("anthropic_usage_cache_read_input_tokens", "", "cache read"),
+        ("anthropic_usage_cache_creation_input_tokens", ', cache_ttl="5m"', "cache write 5m"),
+        ("anthropic_usage_cache_creation_input_tokens", ', cache_ttl="1h"', "cache write 1h"),
+        ("anthropic_usage_output_tokens", "", "output"),
+    ]
+    lay.add(timeseries("Tokens by kind", "The usage report's token fields over the window: with window 1h "
+                       "this is a rolling hourly rate.",
+                       [target(f'sum({m}{{window="$window"{extra}, {F}}})', legend) for m, extra, legend in kinds],
+                       "short", stack=True), 12, 8)
+    lay.add(timeseries("Tokens by model", "All token kinds (input, cache reads and writes, output) by model.",
+                       [target(all_tokens("model"), "{{model}}")], "short", stack=True), 12, 8)
+    lay.add(bargauge("Tokens by API key", "All token kinds by API key, names joined from anthropic_api_key_info "
+                     "(api_key_id=\"console\" is usage from the Console, which has no key). The cost report "
+                     "has no API key dimension, so spend cannot be split by key.",
+                     [target("(\n" + all_tokens("organization, api_key_id") + "\n)" + KEY_NAMES,
+                             "{{api_key_name}} ({{organization}})", instant=True)], "short"), 8, 9)
+    lay.add(bargauge("Tokens by workspace", "All token kinds by workspace, names joined from "
+                     "anthropic_workspace_info.",
+                     [target("(\n" + all_tokens("organization, workspace_id") + "\n)" + WORKSPACE_NAMES,
+                             "{{workspace_name}} ({{organization}})", instant=True)], "short"), 8, 9)
+    lay.add(timeseries("Cache hit ratio by model", "Cache reads / (cache reads + uncached input + cache "
+                       "writes): the share of input tokens served from the prompt cache.",
+                       [target(f'sum by (model) (anthropic_usage_cache_read_input_tokens{{window="$window", {F}}})\n'
+                               "/ (\n"
+                               f'  sum by (model) (anthropic_usage_cache_read_input_tokens{{window="$window", {F}}})\n'
+                               f'+ sum by (model) (anthropic_usage_uncached_input_tokens{{window="$window", {F}}})\n'
+                               "+ sum by (model) "
+                               f'(anthropic_usage_cache_creation_input_tokens{{window="$window", {F}}})\n'
+                               "> 0)", "{{model}}")], "percentunit", max_one=True), 8, 9)
+    lay.add(timeseries("Web searches by model", "server_tool_use.web_search_requests of the usage report "
+                       "(billed at 10 USD per 1000 searches).",
+                       [target(f'sum by (model) (anthropic_usage_web_search_requests{{window="$window", {F}}})',
+                               "{{model}}")], "short", stack=True), 12, 8)
+    lay.add(timeseries("Cost per million tokens by model (last 7 days)",
+                       "Cost report divided by usage report over the 7d window, all token kinds blended. "
+                       "Cheaper when more input comes from the cache.",
+                       [target(f'sum by (model) (anthropic_cost_usd{{window="7d", {F}}})\n'
+                               "/ (\n" + all_tokens("model", "7d") + "\n> 0)\n* 1e6", "{{model}}")],
+                       "currencyUSD"), 12, 8)
+
+    variables = [
+        datasource_variable(),
+        query_variable("organization", "Organization", "label_values(anthropic_exporter_up, organization)"),
+        query_variable("workspace", "Workspace",
+                       'query_result(max by (workspace_id, workspace_name) '
+                       '(anthropic_workspace_info{organization=~"$organization"}))',
+                       regex='/workspace_id="(?<value>[^"]*)".*workspace_name="(?<text>[^"]*)"/'),
+        query_variable("model", "Model",
+                       'label_values(anthropic_usage_output_tokens{organization=~"$organization", '
+                       'workspace_id=~"$workspace"}, model)'),
+        custom_variable("window", "Usage window", ["1h", "24h", "7d", "30d", "today", "month"], "24h",
+                        "The usage report window the usage panels sum over (label window)."),
+    ]
+    return dashboard("anthropic-spend-usage", "Anthropic: Spend and usage",
+                     "Spend and token usage from Anthropic's Admin API usage and cost reports, polled by "
+                     "anthropic-usage-exporter.", ["anthropic"], variables, lay)
+
+
+# --------------------------------------------------------------------------------------------
+# Client latency (the middleware's metrics, from the instrumented applications)
+# --------------------------------------------------------------------------------------------
+
+# The rate-limit and token metrics have no `operation` label.
+CM = 'job=~"$job", model=~"$model"'
+C = CM + ', operation=~"$operation"'
+RI = "$__rate_interval"
+
+
+def rated(metric: str, matchers: str, by: str | None = None) -> str:
+    """sum [by (...)] (rate(metric{matchers}[$__rate_interval]))"""
+    inner = f"rate({metric}{{{matchers}}}[{RI}])"
+    return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
+
+
+def quantiles(metric: str, exemplar: bool) -> list[dict[str, Any]]:
+    return [target(f"histogram_quantile({q}, sum by (model, le) (rate({metric}_bucket{{{C}}}[{RI}])))",
+                   f"p{int(q * 100)} {{{{model}}}}", exemplar=exemplar) for q in (0.5, 0.95, 0.99)]
+
+
+def client_latency() -> dict[str, Any]:
+    lay = Layout()
+    lay.row("Requests (one observation per HTTP attempt; retries are attempts)")
+    lay.add(timeseries("Requests by status code", "Attempts per second, from "
+                       "anthropic_client_request_duration_seconds_count. status_code=\"none\": no response "
+                       "(connection error or timeout).",
+                       [target(rated("anthropic_client_request_duration_seconds_count", C, "status_code"),
+                               "{{status_code}}")], "reqps", stack=True), 8, 8)
+    lay.add(timeseries("Errors by type", "anthropic_client_errors_total by error_type (the API's error.type, "
+                       "also for an error event inside a stream).",
+                       [target(f"sum by (error_type) (rate(anthropic_client_errors_total{{{C}}}[{RI}]))",
+                               "{{error_type}}")], "reqps", stack=True), 8, 8)
+    lay.add(timeseries("429 and 529 share of attempts", "Rate-limit (429) and overloaded (529) errors as a "
+                       "share of all attempts, per model (the AnthropicClientErrorRatioHigh alert).",
+                       [target("sum by (model, error_type) (rate(anthropic_client_errors_total{"
+                               f'error_type=~"rate_limit_error|overloaded_error", {C}}}[{RI}]))\n'
+                               "/ ignoring (error_type) group_left ()\n"
+                               f"sum by (model) (rate(anthropic_client_request_duration_seconds_count{{{C}}}[{RI}]))",
+                               "{{model}} {{error_type}}")], "percentunit"), 8, 8)
+    lay.add(timeseries("Retries", "Attempts whose x-stainless-retry-count header is above 0.",
+                       [target(f"sum by (model) (rate(anthropic_client_retries_total{{{C}}}[{RI}]))", "{{model}}")],
+                       "reqps"), 12, 7)
+    lay.add(timeseries("In-flight requests", "anthropic_client_in_flight_requests by operation.",
+                       [target('sum by (operation) (anthropic_client_in_flight_requests{job=~"$job", '
+                               'operation=~"$operation"})', "{{operation}}")], "short"), 12, 7)
+
+    lay.row("Latency")
+    lay.add(timeseries("Request duration p50 / p95 / p99 by model",
+                       "From sending the request to the end of the response body (for a stream, to its end). "
+                       "Exemplars (dots) carry the request-id of a request in that bucket: quote it to "
+                       "Anthropic support.",
+                       quantiles("anthropic_client_request_duration_seconds", exemplar=True), "s"), 12, 9)
+    lay.add(timeseries("Time to first token p50 / p95 / p99 by model",
+                       "Streamed responses only: to the first content_block_delta event.",
+                       quantiles("anthropic_client_time_to_first_token_seconds", exemplar=False), "s"), 12, 9)
+    lay.add(heatmap("Request duration distribution", "Attempts per second in each duration bucket.",
+                    [target(f"sum by (le) (rate(anthropic_client_request_duration_seconds_bucket{{{C}}}[{RI}]))",
+                            "{{le}}", fmt="heatmap", exemplar=True)]), 24, 8)
+
+    lay.row("Rate limits and tokens")
+    lay.add(timeseries("Rate-limit headroom", "anthropic-ratelimit-<resource>-remaining / -limit from the "
+                       "newest response: how much of each limit is left (the AnthropicRateLimitHeadroomLow "
+                       "alert fires below 10%).",
+                       [target(f"min by (model, resource) (\n  anthropic_client_ratelimit_remaining{{{CM}}}\n"
+                               f"/ (anthropic_client_ratelimit_limit{{{CM}}} > 0)\n)",
+                               "{{model}} {{resource}}")], "percentunit", max_one=True), 12, 8)
+    lay.add(timeseries("Rate-limit reset in", "Seconds until each limit is fully replenished "
+                       "(anthropic-ratelimit-<resource>-reset).",
+                       [target(f"max by (model, resource) (anthropic_client_ratelimit_reset_timestamp_seconds"
+                               f"{{{CM}}}) - time()", "{{model}} {{resource}}")], "s", min_zero=False), 12, 8)
+    client_tokens = [
+        ("anthropic_client_uncached_input_tokens_total", "", "uncached input"),
+        ("anthropic_client_cache_read_input_tokens_total", "", "cache read"),
+        ("anthropic_client_cache_creation_input_tokens_total", "", "cache write"),
+        ("anthropic_client_output_tokens_total", "", "output"),
+    ]
+    lay.add(timeseries("Tokens per second by kind", "The responses' usage fields, as the application saw them.",
+                       [target(f"sum(rate({m}{{{CM}}}[{RI}]))", legend) for m, _, legend in client_tokens],
+                       "short", stack=True), 8, 8)
+    lay.add(timeseries("Cache hit ratio by model", "Cache reads / all input tokens, from the responses.",
+                       [target(rated("anthropic_client_cache_read_input_tokens_total", CM, "model") + "\n/ (\n  "
+                               + rated("anthropic_client_cache_read_input_tokens_total", CM, "model") + "\n+ "
+                               + rated("anthropic_client_uncached_input_tokens_total", CM, "model") + "\n+ "
+                               + rated("anthropic_client_cache_creation_input_tokens_total", CM, "model")
+                               + "\n> 0)", "{{model}}")], "percentunit", max_one=True), 8, 8)
+    lay.add(timeseries("Web searches and instrumentation health",
+                       "Web searches per second; and problems of the middleware itself: failed recordings by "
+                       "stage and request-log rows dropped because the writer's queue was full (both should "
+                       "stay at 0).",
+                       [target(rated("anthropic_client_web_search_requests_total", CM, "model"),
+                               "web searches {{model}}"),
+                        target(rated("anthropic_client_instrumentation_errors_total", 'job=~"$job"', "stage"),
+                               "instrumentation errors {{stage}}"),
+                        target(rated("anthropic_client_request_log_dropped_total", 'job=~"$job"'),
+                               "request log rows dropped")], "short"), 8, 8)
+
+    variables = [
+        datasource_variable(),
+        query_variable("job", "Application (job)",
+                       "label_values(anthropic_client_request_duration_seconds_count, job)"),
+        query_variable("model", "Model",
+                       'label_values(anthropic_client_request_duration_seconds_count{job=~"$job"}, model)'),
+        query_variable("operation", "Operation",
+                       'label_values(anthropic_client_request_duration_seconds_count{job=~"$job"}, operation)'),
+    ]
+    return dashboard("anthropic-client-latency", "Anthropic: Client latency",
+                     "Latency, errors, retries and rate-limit headroom of the Messages API calls made by "
+                     "applications instrumented with the anthropic-usage-exporter client middleware.",
+                     ["anthropic"], variables, lay, time_from="now-3h", refresh="30s")
+
+
+# --------------------------------------------------------------------------------------------
+# Exporter health
+# --------------------------------------------------------------------------------------------
+
+E = 'organization=~"$organization"'
+
+
+def exporter_health() -> dict[str, Any]:
+    lay = Layout()
+    lay.row("Exporter")
+    lay.add(stat("Scrape up", "up of the exporter's scrape job: 1 when Prometheus scrapes it.",
+                 [target('min(up{job=~"$job"})', "up")], "none",
+                 thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
+                 mappings=[{"type": "value", "options": {"0": {"text": "DOWN"}, "1": {"text": "UP"}}}]), 4, 4)
+    lay.add(stat("Reports polled successfully", "How many of the (organization, report) pairs had their "
+                 "newest poll succeed (anthropic_exporter_up), out of all.",
+                 [target(f"sum(anthropic_exporter_up{{{E}}})", "ok"),
+                  target(f"count(anthropic_exporter_up{{{E}}})", "all")], "none"), 4, 4)
+    lay.add(stat("Known API keys", "Series of anthropic_api_key_info (all statuses).",
+                 [target(f"count(anthropic_api_key_info{{{E}}})", "API keys")], "none"), 4, 4)
+    lay.add(stat("Known workspaces", "Series of anthropic_workspace_info (archived included, plus Default).",
+                 [target(f"count(anthropic_workspace_info{{{E}}})", "workspaces")], "none"), 4, 4)
+    lay.add(table("Version", "anthropic_exporter_build_info.",
+                  [target('anthropic_exporter_build_info{job=~"$job"}', "{{version}}", instant=True, fmt="table")],
+                  hide=("Time", "Value", "__name__")), 8, 4)
+    lay.add(table("Newest poll per report", "anthropic_exporter_up: 1 if the newest poll of the report "
+                  "succeeded, 0 if it failed (the last good figures keep being served).",
+                  [target(f"anthropic_exporter_up{{{E}}}", "", instant=True, fmt="table")],
+                  hide=("Time", "__name__", "job", "instance")), 8, 8)
+    lay.add(timeseries("Time since the last successful poll", "time() - "
+                       "anthropic_exporter_last_success_timestamp_seconds (AnthropicExporterPollStale fires "
+                       "after 15m for usage, 30m for cost, 3h for the lists).",
+                       [target(f"time() - anthropic_exporter_last_success_timestamp_seconds{{{E}}}",
+                               "{{organization}} {{report}}")], "s"), 16, 8)
+    lay.add(timeseries("Data age", "time() - anthropic_exporter_data_timestamp_seconds: how long ago the newest "
+                       "bucket holding any data ended. Negative for today's cost bucket, which ends at midnight.",
+                       [target(f"time() - anthropic_exporter_data_timestamp_seconds{{{E}}}",
+                               "{{organization}} {{report}}")], "s", min_zero=False), 12, 8)
+    lay.add(timeseries("Poll duration", "anthropic_exporter_poll_duration_seconds: how long the newest poll "
+                       "took, pages and retries included.",
+                       [target(f"anthropic_exporter_poll_duration_seconds{{{E}}}", "{{organization}} {{report}}")],
+                       "s"), 12, 8)
+
+    lay.row("Admin API")
+    lay.add(timeseries("Admin API requests by endpoint and code", "anthropic_exporter_api_requests_total: every "
+                       "HTTP request to the Admin API, retries included (the API allows about 100 a minute).",
+                       [target(rated("anthropic_exporter_api_requests_total", E, "endpoint, code") + " * 60",
+                               "{{endpoint}} {{code}}")], "reqpm", stack=True), 12, 8)
+    lay.add(timeseries("Poll errors by reason", "anthropic_exporter_poll_errors_total: failed polls per report "
+                       "and reason, over the dashboard's time range.",
+                       [target("sum by (report, reason) "
+                               f"(increase(anthropic_exporter_poll_errors_total{{{E}}}[$__range]))",
+                               "{{report}} {{reason}}")], "short"), 12, 8)
+    lay.add(timeseries("Scrape duration", "How long Prometheus's scrape of the exporter took (a scrape only "
+                       "reads the latest snapshot: it never calls the Admin API).",
+                       [target('scrape_duration_seconds{job=~"$job"}', "{{instance}}")], "s"), 12, 7)
+    lay.add(timeseries("Samples per scrape", "Series in the exporter's exposition: grows with workspaces, "
+                       "API keys, models and windows.",
+                       [target('scrape_samples_scraped{job=~"$job"}', "{{instance}}")], "short"), 12, 7)
+
+    variables = [
+        datasource_variable(),
+        query_variable("job", "Exporter job", "label_values(anthropic_exporter_build_info, job)"),
+        query_variable("organization", "Organization", "label_values(anthropic_exporter_up, organization)"),
+    ]
+    return dashboard("anthropic-exporter-health", "Anthropic: Exporter health",
+                     "Is anthropic-usage-exporter up, are its polls of the Admin API succeeding, and how "
+                     "fresh are its figures.", ["anthropic"], variables, lay, time_from="now-6h")
+
+
+def dashboards() -> dict[Path, str]:
+    built = {"anthropic-spend-usage.json": spend_and_usage(),
+             "anthropic-client-latency.json": client_latency(),
+             "anthropic-exporter-health.json": exporter_health()}
+    return {DASHBOARDS_DIR / name: json.dumps(d, indent=2) + "\n" for name, d in built.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# PrometheusRule: the same groups as the rule files
+# --------------------------------------------------------------------------------------------
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def rule_groups() -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        groups.extend(yaml.safe_load(path.read_text(encoding="utf-8"))["groups"])
+    return groups
+
+
+def prometheus_rule() -> dict[Path, str]:
+    doc = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "anthropic-usage-exporter",
+                     "labels": {"app.kubernetes.io/name": "anthropic-usage-exporter",
+                                "app.kubernetes.io/component": "alerting"}},
+        "spec": {"groups": rule_groups()},
+    }
+    header = ("# GENERATED by deploy/generate.py from deploy/prometheus/rules/*.rules.yml: do not edit.\n"
+              "# Edit the rule files (the budget lives in anthropic-budget.rules.yml), then run\n"
+              "# python deploy/generate.py\n")
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
+    return {PROMETHEUS_RULE: header + body}
+
+
+def generated() -> dict[Path, str]:
+    return {**dashboards(), **prometheus_rule()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in generated().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(path.relative_to(DEPLOY.parent))
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(DEPLOY.parent)}")
+    if stale:
+        print("out of date (run python deploy/generate.py): " + ", ".join(map(str, stale)), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

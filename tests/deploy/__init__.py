@@ -1,0 +1,1 @@
+"""Tests of deploy/: Prometheus rules, Grafana dashboards, container, compose, Kubernetes, systemd."""
