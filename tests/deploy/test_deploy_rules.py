@@ -12,6 +12,7 @@ from .support import (
     DEPLOY,
     EXPORTER_JOB,
     PROMETHEUS_DIR,
+    REPO,
     SYNTHETIC_SERIES,
     alert_rules,
     contract_labels,
@@ -155,7 +156,7 @@ def test_the_alerts_the_issue_asks_for_exist():
 
 
 def test_every_alert_is_explained_in_the_readme():
-    readme = (DEPLOY / "README-deploy.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     for rule in alert_rules():
         assert re.search(rf"^#+ .*`?{rule['alert']}`?", readme, re.MULTILINE), f"{rule['alert']} has no README section"
 
