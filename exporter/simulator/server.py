@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import socket
@@ -212,7 +213,7 @@ def usage_report(
                 "output_tokens": sums["output_tokens"],
                 "server_tool_use": {"web_search_requests": sums["web_search_requests"]},
             }
-            grouped = dict(zip(group_by, key))
+            grouped = dict(zip(group_by, key, strict=True))
             for dimension in _USAGE_ROW_DIMENSIONS:
                 row[dimension] = grouped.get(dimension)
             if "speed" in grouped:
@@ -799,10 +800,8 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the client
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the client
 
 
 class _Handler(BaseHTTPRequestHandler):
