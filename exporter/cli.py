@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
 from exporter.admin_api import ENDPOINTS
+from exporter.client.log_cli import DEFAULT_LOG, ENV_LOG
 from exporter.collector import AdminCollector, ExpositionCache
 from exporter.config import Config, ConfigError, Organization, Secret, load_config, redacted_dump
 from exporter.logs import LEVELS, configure
@@ -25,7 +27,6 @@ from exporter.state import ExporterState
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 10711
-DEFAULT_DEMO_LOG = "anthropic-requests.sqlite3"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="poll every report once, print the metrics to stdout, exit 1 if any poll failed")
     parser.add_argument("--demo", action="store_true",
                         help="poll a built-in simulated organization instead of the real API (no key needed)")
-    parser.add_argument("--demo.request-log", dest="demo_request_log", default=DEFAULT_DEMO_LOG, metavar="PATH",
-                        help=f"where the demo's client traffic logs its requests (default {DEFAULT_DEMO_LOG})")
+    parser.add_argument("--demo.request-log", dest="demo_request_log", metavar="PATH",
+                        help=f"where the demo's client traffic logs its requests (default ${ENV_LOG}, else"
+                             f" {DEFAULT_LOG}: where 'anthropic-usage-exporter requests' looks)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -147,7 +149,8 @@ def _serve(args: argparse.Namespace, address: tuple[str, int], config: Config, s
         signal.signal(signum, lambda *_: stop.set())
     start_pollers(config, state, stop)
     if simulator is not None:
-        _start_demo_traffic(simulator, live, args.demo_request_log, stop)
+        request_log = args.demo_request_log or os.environ.get(ENV_LOG) or DEFAULT_LOG
+        _start_demo_traffic(simulator, live, request_log, stop)
     server.start()
     host, port = str(server.server_address[0]), server.server_address[1]
     shown = "localhost" if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host

@@ -1,0 +1,244 @@
+"""The client middleware's metric objects (metrics.md section 2), created once per registry."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+# The OpenTelemetry GenAI boundaries, extended for long streams (metrics.md section 2).
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+    163.84,
+    327.68,
+    655.36,
+)
+
+# Where recording can fail; every stage's counter exists at 0 from the start.
+STAGES: tuple[str, ...] = ("request", "response", "stream", "record", "log", "log_write")
+
+RATELIMIT_RESOURCES: tuple[str, ...] = ("requests", "tokens", "input_tokens", "output_tokens")
+
+
+@dataclass(frozen=True)
+class ClientMetrics:
+    """The metric objects of section 2, registered on one registry."""
+
+    registry: CollectorRegistry
+    buckets: tuple[float, ...]
+    request_duration: Histogram
+    time_to_first_token: Histogram
+    uncached_input_tokens: Counter
+    cache_read_input_tokens: Counter
+    cache_creation_input_tokens: Counter
+    output_tokens: Counter
+    web_search_requests: Counter
+    errors: Counter
+    retries: Counter
+    in_flight: Gauge
+    ratelimit_limit: Gauge
+    ratelimit_remaining: Gauge
+    ratelimit_reset: Gauge
+    instrumentation_errors: Counter
+    request_log_dropped: Counter
+    _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
+    _ratelimit_headers: dict[str, dict[str, tuple[Any, Callable[[str], float]]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: ``labels()`` validates and locks every time,
+        and an attempt needs a dozen of them. (So these metrics must not be ``clear()``-ed.)"""
+        key = (metric, labels)
+        try:
+            return self._children[key]
+        except KeyError:
+            child = self._children[key] = metric.labels(*labels)
+            return child
+
+    def log_write_failed(self, exc: BaseException) -> None:
+        """Listener for a RequestLog: count a batch of rows its writer could not write."""
+        with contextlib.suppress(Exception):
+            self.instrumentation_errors.labels("log_write").inc()
+
+    def ratelimit_headers(self, model: str) -> dict[str, tuple[Any, Callable[[str], float]]]:
+        """For ``model``: response header name -> (its gauge, how to parse the header's value)."""
+        known = self._ratelimit_headers.get(model)
+        if known is not None:
+            return known
+        headers: dict[str, tuple[Any, Callable[[str], float]]] = {}
+        for resource in RATELIMIT_RESOURCES:
+            prefix = "anthropic-ratelimit-" + resource.replace("_", "-")
+            headers[prefix + "-limit"] = (self.ratelimit_limit.labels(model, resource), float)
+            headers[prefix + "-remaining"] = (self.ratelimit_remaining.labels(model, resource), float)
+            headers[prefix + "-reset"] = (self.ratelimit_reset.labels(model, resource), parse_rfc3339)
+        self._ratelimit_headers[model] = headers
+        return headers
+
+
+@functools.lru_cache(maxsize=64)  # a reset time repeats on every response until it passes
+def parse_rfc3339(value: str) -> float:
+    """Unix timestamp of an RFC 3339 date-time (``Z`` or an offset)."""
+    return datetime.fromisoformat(value.strip()).timestamp()
+
+
+_lock = threading.Lock()
+# One ClientMetrics per registry, so instrumenting a second client into the same registry
+# shares the metric objects instead of registering them twice. Weak keys: a test's throwaway
+# registry (and its metrics) can be collected.
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = weakref.WeakKeyDictionary()
+
+
+def client_metrics(registry: CollectorRegistry | None = None, buckets: Sequence[float] | None = None) -> ClientMetrics:
+    """The metrics on ``registry`` (default: prometheus_client's ``REGISTRY``), created once.
+
+    A later call for the same registry returns the same objects. Asking for other buckets than
+    the ones the histograms were created with is an error, not silently ignored.
+    """
+    registry = REGISTRY if registry is None else registry
+    wanted = tuple(float(b) for b in buckets) if buckets is not None else DEFAULT_BUCKETS
+    with _lock:
+        existing = _by_registry.get(registry)
+        if existing is not None:
+            if buckets is not None and wanted != existing.buckets:
+                raise ValueError(
+                    "the anthropic_client_* histograms are already registered on this registry "
+                    f"with buckets {existing.buckets}; cannot use {wanted}"
+                )
+            return existing
+        created = _create(registry, wanted)
+        _by_registry[registry] = created
+        return created
+
+
+def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> ClientMetrics:
+    model_tier = ["model", "service_tier"]
+    metrics = ClientMetrics(
+        registry=registry,
+        buckets=buckets,
+        request_duration=Histogram(
+            "anthropic_client_request_duration_seconds",
+            "Time of one HTTP attempt to the Anthropic API, from sending the request to the end "
+            "of the response body (for a stream: its end or abandonment), measured by the client "
+            "middleware. Exemplar: the response's request-id.",
+            ["model", "operation", "status_code", "stream"],
+            buckets=buckets,
+            registry=registry,
+        ),
+        time_to_first_token=Histogram(
+            "anthropic_client_time_to_first_token_seconds",
+            "Time from sending a streamed Messages request to its first content_block_delta "
+            "event, measured by the client middleware.",
+            ["model", "operation"],
+            buckets=buckets,
+            registry=registry,
+        ),
+        uncached_input_tokens=Counter(
+            "anthropic_client_uncached_input_tokens",
+            "Input tokens after the last cache breakpoint, from the response's "
+            "usage.input_tokens (streams: message_start overlaid by the last message_delta).",
+            model_tier,
+            registry=registry,
+        ),
+        cache_read_input_tokens=Counter(
+            "anthropic_client_cache_read_input_tokens",
+            "Input tokens read from the prompt cache, from the response's usage.cache_read_input_tokens.",
+            model_tier,
+            registry=registry,
+        ),
+        cache_creation_input_tokens=Counter(
+            "anthropic_client_cache_creation_input_tokens",
+            "Input tokens written to the prompt cache, from the response's "
+            "usage.cache_creation.ephemeral_{5m,1h}_input_tokens (a bare "
+            "usage.cache_creation_input_tokens counts as 5m).",
+            [*model_tier, "cache_ttl"],
+            registry=registry,
+        ),
+        output_tokens=Counter(
+            "anthropic_client_output_tokens",
+            "Output tokens, from the response's usage.output_tokens.",
+            model_tier,
+            registry=registry,
+        ),
+        web_search_requests=Counter(
+            "anthropic_client_web_search_requests",
+            "Server-side web searches, from the response's usage.server_tool_use.web_search_requests.",
+            model_tier,
+            registry=registry,
+        ),
+        errors=Counter(
+            "anthropic_client_errors",
+            "Failed HTTP attempts to the Anthropic API by the error body's error.type (also an "
+            "error event inside a stream), or connection_error/timeout when no response arrived.",
+            ["model", "operation", "error_type"],
+            registry=registry,
+        ),
+        retries=Counter(
+            "anthropic_client_retries",
+            "HTTP attempts that were SDK retries (request header x-stainless-retry-count above 0).",
+            ["model", "operation"],
+            registry=registry,
+        ),
+        in_flight=Gauge(
+            "anthropic_client_in_flight_requests",
+            "HTTP attempts to the Anthropic API currently in progress (until the end of the response body).",
+            ["operation"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        ),
+        ratelimit_limit=Gauge(
+            "anthropic_client_ratelimit_limit",
+            "The newest anthropic-ratelimit-<resource>-limit response header.",
+            ["model", "resource"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        ),
+        ratelimit_remaining=Gauge(
+            "anthropic_client_ratelimit_remaining",
+            "The newest anthropic-ratelimit-<resource>-remaining response header.",
+            ["model", "resource"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        ),
+        ratelimit_reset=Gauge(
+            "anthropic_client_ratelimit_reset_timestamp_seconds",
+            "The newest anthropic-ratelimit-<resource>-reset response header (RFC 3339), as a Unix timestamp.",
+            ["model", "resource"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        ),
+        instrumentation_errors=Counter(
+            "anthropic_client_instrumentation_errors",
+            "Failures inside the client middleware's own recording, by stage; the API call itself is unaffected.",
+            ["stage"],
+            registry=registry,
+        ),
+        request_log_dropped=Counter(
+            "anthropic_client_request_log_dropped",
+            "Per-request log rows dropped because the log writer's queue was full.",
+            registry=registry,
+        ),
+    )
+    for stage in STAGES:
+        metrics.instrumentation_errors.labels(stage)
+    return metrics

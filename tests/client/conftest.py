@@ -1,0 +1,51 @@
+"""Fixtures for the client middleware tests: registries, the fake API, the HTTP library."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from .fakes import SDK_HTTP, FakeAPI
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeAPI]:
+    api = FakeAPI().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A URL on which nothing listens: connections are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def http_lib() -> Any:
+    """The HTTP library of the installed SDK line."""
+    return importlib.import_module(SDK_HTTP)
+
+
+@pytest.fixture
+def value(registry: CollectorRegistry) -> Callable[..., float]:
+    """``value(name, **labels)``: a sample of the test's registry, 0.0 when absent."""
+
+    def get(name: str, **labels: str) -> float:
+        found = registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    return get

@@ -1,0 +1,367 @@
+"""The transport wrappers with plain httpx and httpx2 clients, sync and async, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.client import AsyncInstrumentedTransport, InstrumentedTransport, Recorder, instrument
+from exporter.client import recorder as recorder_module
+
+from .fakes import FAKE_USAGE, FakeAPI, Reply, fake_stream_frames
+
+Value = Callable[..., float]
+DURATION = "anthropic_client_request_duration_seconds"
+
+
+@pytest.fixture(params=["httpx", "httpx2"])
+def lib(request: pytest.FixtureRequest) -> Any:
+    """Both HTTP libraries; CI installs httpx2 beside the 0.x SDK too, so both always run."""
+    return importlib.import_module(request.param)
+
+
+def client_for(lib: Any, registry: CollectorRegistry, **kwargs: Any) -> Any:
+    transport = InstrumentedTransport(lib.HTTPTransport(), Recorder(registry))
+    return lib.Client(transport=transport, **kwargs)
+
+
+def async_client_for(lib: Any, registry: CollectorRegistry, **kwargs: Any) -> Any:
+    transport = AsyncInstrumentedTransport(lib.AsyncHTTPTransport(), Recorder(registry))
+    return lib.AsyncClient(transport=transport, **kwargs)
+
+
+BODY = {"model": "claude-plain", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+STREAM_BODY = {**BODY, "stream": True}
+
+
+def count(
+    value: Value,
+    *,
+    model: str = "claude-plain",
+    operation: str = "messages",
+    status: str = "200",
+    stream: str = "false",
+) -> float:
+    return value(f"{DURATION}_count", model=model, operation=operation, status_code=status, stream=stream)
+
+
+def assert_fake_usage(value: Value, model: str = "claude-plain", times: int = 1) -> None:
+    labels = {"model": model, "service_tier": "standard"}
+    assert value("anthropic_client_uncached_input_tokens_total", **labels) == 10 * times
+    assert value("anthropic_client_cache_read_input_tokens_total", **labels) == 2 * times
+    assert value("anthropic_client_cache_creation_input_tokens_total", **labels, cache_ttl="5m") == 3 * times
+    assert value("anthropic_client_cache_creation_input_tokens_total", **labels, cache_ttl="1h") == 4 * times
+    assert value("anthropic_client_output_tokens_total", **labels) == 5 * times
+    assert value("anthropic_client_web_search_requests_total", **labels) == 1 * times
+
+
+def test_non_streaming(lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value) -> None:
+    with client_for(lib, registry) as client:
+        response = client.post(fake_api.url + "/v1/messages", json=BODY)
+    assert response.json()["usage"] == FAKE_USAGE
+    assert count(value) == 1
+    assert_fake_usage(value)
+    assert value("anthropic_client_time_to_first_token_seconds_count", model="claude-plain", operation="messages") == 0
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+    labels = {"model": "claude-plain"}
+    assert value("anthropic_client_ratelimit_limit", **labels, resource="requests") == 50
+    assert value("anthropic_client_ratelimit_remaining", **labels, resource="requests") == 49
+    assert value("anthropic_client_ratelimit_remaining", **labels, resource="input_tokens") == 29000
+    assert value("anthropic_client_ratelimit_reset_timestamp_seconds", **labels, resource="requests") == 1893456000.0
+
+
+def test_stream_is_seen_as_it_is_read(lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value) -> None:
+    frames = fake_stream_frames("claude-plain")
+    fake_api.script(Reply(200, {"content-type": "text/event-stream"}, frames, frame_delay=0.05))
+    with client_for(lib, registry) as client:
+        started = time.perf_counter()
+        with client.stream("POST", fake_api.url + "/v1/messages", json=STREAM_BODY) as response:
+            chunks = response.iter_raw()
+            first = next(chunks)
+            first_at = time.perf_counter() - started
+            # not buffered: the caller has bytes long before the stream ends, while in flight
+            assert first_at < 0.05 * len(frames) / 2
+            assert value("anthropic_client_in_flight_requests", operation="messages") == 1
+            body = first + b"".join(chunks)
+    assert body == b"".join(frames)  # the caller's bytes, untouched
+    assert count(value, stream="true") == 1
+    assert_fake_usage(value)
+    ttft = value("anthropic_client_time_to_first_token_seconds_sum", model="claude-plain", operation="messages")
+    duration = value(f"{DURATION}_sum", model="claude-plain", operation="messages", status_code="200", stream="true")
+    assert 0.05 * 4 <= ttft < duration  # the first delta is the 4th frame
+    assert duration >= 0.05 * len(frames)
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+
+
+def test_stream_closed_early_records_what_it_saw(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    fake_api.script(
+        Reply(200, {"content-type": "text/event-stream"}, fake_stream_frames("claude-plain"), frame_delay=0.02)
+    )
+    with (
+        client_for(lib, registry) as client,
+        client.stream("POST", fake_api.url + "/v1/messages", json=STREAM_BODY) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("event: content_block_delta"):
+                break  # the caller has had enough
+    assert count(value, stream="true") == 1
+    labels = {"model": "claude-plain", "service_tier": "standard"}
+    assert value("anthropic_client_uncached_input_tokens_total", **labels) == 10
+    assert value("anthropic_client_output_tokens_total", **labels) == 1  # message_start's
+    assert (
+        value(
+            "anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="connection_error"
+        )
+        == 0
+    )
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+
+
+def test_stream_dropped_unclosed_is_recorded_when_collected(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    with client_for(lib, registry) as client:
+        request = client.build_request("POST", fake_api.url + "/v1/messages", json=STREAM_BODY)
+        response = client.send(request, stream=True)
+        chunks = response.iter_raw()
+        next(chunks)
+        assert value("anthropic_client_in_flight_requests", operation="messages") == 1
+        del chunks, response  # (httpx2 closes a response whose iterator is collected)
+        gc.collect()
+        assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+        assert count(value, stream="true") == 1
+
+
+def test_error_event_inside_a_200_stream(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    fake_api.script(Reply(200, {"content-type": "text/event-stream"}, fake_stream_frames("claude-plain", fail=True)))
+    with client_for(lib, registry) as client:
+        client.post(fake_api.url + "/v1/messages", json=STREAM_BODY)
+    assert count(value, stream="true") == 1
+    assert (
+        value(
+            "anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="overloaded_error"
+        )
+        == 1
+    )
+
+
+def test_error_body_type_and_untouched_bytes(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    fake_api.script(
+        Reply.error(429, "rate_limit_error", headers={"retry-after": "1"}), Reply.error(400, "invalid_request_error")
+    )
+    with client_for(lib, registry) as client:
+        first = client.post(fake_api.url + "/v1/messages", json=BODY)
+        with client.stream("POST", fake_api.url + "/v1/messages", json=STREAM_BODY) as second:
+            second_body = second.read()
+    assert first.status_code == 429
+    assert first.json() == {"type": "error", "error": {"type": "rate_limit_error", "message": "rate_limit_error"}}
+    assert json.loads(second_body)["error"]["type"] == "invalid_request_error"
+    errors = "anthropic_client_errors_total"
+    assert value(errors, model="claude-plain", operation="messages", error_type="rate_limit_error") == 1
+    assert value(errors, model="claude-plain", operation="messages", error_type="invalid_request_error") == 1
+    assert count(value, status="429") == 1
+    assert count(value, status="400", stream="true") == 1
+
+
+def test_error_body_never_read_is_typed_by_status(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    # what the SDK does before retrying a streamed request: close the error response unread
+    fake_api.script(Reply.error(529, "overloaded_error"))
+    with (
+        client_for(lib, registry) as client,
+        client.stream("POST", fake_api.url + "/v1/messages", json=STREAM_BODY),
+    ):
+        pass
+    assert (
+        value(
+            "anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="overloaded_error"
+        )
+        == 1
+    )
+
+
+def test_connection_refused(lib: Any, closed_port_url: str, registry: CollectorRegistry, value: Value) -> None:
+    with client_for(lib, registry) as client, pytest.raises(lib.ConnectError):
+        client.post(closed_port_url + "/v1/messages", json=BODY)
+    assert count(value, status="none") == 1
+    assert (
+        value(
+            "anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="connection_error"
+        )
+        == 1
+    )
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+
+
+def test_timeout(lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value) -> None:
+    fake_api.script(Reply.json(200, {}, delay=1.0))
+    with client_for(lib, registry, timeout=0.2) as client, pytest.raises(lib.ReadTimeout):
+        client.post(fake_api.url + "/v1/messages", json=BODY)
+    assert count(value, status="none") == 1
+    assert value("anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="timeout") == 1
+
+
+def test_stream_broken_off_by_the_server(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    fake_api.script(
+        Reply(200, {"content-type": "text/event-stream"}, fake_stream_frames("claude-plain"), abort_after=4)
+    )
+    with (
+        client_for(lib, registry) as client,
+        pytest.raises(lib.TransportError),
+        client.stream("POST", fake_api.url + "/v1/messages", json=STREAM_BODY) as response,
+    ):
+        response.read()
+    assert count(value, stream="true") == 1
+    assert (
+        value(
+            "anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="connection_error"
+        )
+        == 1
+    )
+    assert value("anthropic_client_time_to_first_token_seconds_count", model="claude-plain", operation="messages") == 1
+
+
+def test_async_client(lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value) -> None:
+    async def run() -> tuple[bytes, bytes]:
+        async with async_client_for(lib, registry) as client:
+            plain = await client.post(fake_api.url + "/v1/messages", json=BODY)
+            async with client.stream("POST", fake_api.url + "/v1/messages", json=STREAM_BODY) as response:
+                streamed = b"".join([chunk async for chunk in response.aiter_raw()])
+            return plain.content, streamed
+
+    plain, streamed = asyncio.run(run())
+    assert json.loads(plain)["usage"] == FAKE_USAGE
+    assert streamed == b"".join(fake_stream_frames("claude-plain"))
+    assert count(value) == 1
+    assert count(value, stream="true") == 1
+    assert_fake_usage(value, times=2)
+    assert value("anthropic_client_time_to_first_token_seconds_count", model="claude-plain", operation="messages") == 1
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+
+
+def test_async_connection_refused(lib: Any, closed_port_url: str, registry: CollectorRegistry, value: Value) -> None:
+    async def run() -> None:
+        async with async_client_for(lib, registry) as client:
+            await client.post(closed_port_url + "/v1/messages", json=BODY)
+
+    with pytest.raises(lib.ConnectError):
+        asyncio.run(run())
+    assert (
+        value(
+            "anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="connection_error"
+        )
+        == 1
+    )
+
+
+def test_instrument_a_plain_client_and_a_mock_transport(lib: Any, registry: CollectorRegistry, value: Value) -> None:
+    def handler(request: Any) -> Any:
+        return lib.Response(200, json={"usage": FAKE_USAGE}, headers={"request-id": "req_1"})
+
+    client = instrument(lib.Client(transport=lib.MockTransport(handler)), registry=registry)
+    response = client.post("http://api.test/v1/messages", json=BODY)
+    assert response.json() == {"usage": FAKE_USAGE}
+    client.post("http://api.test/v1/messages/count_tokens", json=BODY)
+    client.get("http://api.test/v1/models")
+    assert count(value) == 1
+    assert count(value, operation="count_tokens") == 1
+    assert count(value, model="unknown", operation="models") == 1
+    assert_fake_usage(value)  # count_tokens' usage-free body counts nothing
+
+
+def test_a_body_that_is_not_json_has_model_unknown(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    with client_for(lib, registry) as client:
+        client.post(fake_api.url + "/v1/messages", content=b"model=claude-x")
+        client.post(fake_api.url + "/v1/messages", content=iter([b'{"model":"streamed"}']))
+    assert count(value, model="unknown") == 2
+
+
+def test_recording_failure_leaves_the_caller_alone(
+    lib: Any,
+    fake_api: FakeAPI,
+    registry: CollectorRegistry,
+    value: Value,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = Recorder(registry)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(recorder.metrics.request_duration, "labels", broken)
+    monkeypatch.setattr(recorder_module.SSEParser, "feed", broken)
+    with lib.Client(transport=InstrumentedTransport(lib.HTTPTransport(), recorder)) as client:
+        plain = client.post(fake_api.url + "/v1/messages", json=BODY)
+        with client.stream("POST", fake_api.url + "/v1/messages", json=STREAM_BODY) as response:
+            streamed = response.read()
+    assert plain.json()["usage"] == FAKE_USAGE
+    assert streamed == b"".join(fake_stream_frames("claude-plain"))
+    errors = "anthropic_client_instrumentation_errors_total"
+    assert value(errors, stage="record") == 2
+    assert value(errors, stage="stream") > 0
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+
+
+def test_failure_to_start_recording_passes_through(
+    lib: Any,
+    fake_api: FakeAPI,
+    registry: CollectorRegistry,
+    value: Value,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = Recorder(registry)
+    monkeypatch.setattr(recorder_module, "operation_for_path", None)  # calling it raises
+    with lib.Client(transport=InstrumentedTransport(lib.HTTPTransport(), recorder)) as client:
+        assert client.post(fake_api.url + "/v1/messages", json=BODY).json()["usage"] == FAKE_USAGE
+    assert value("anthropic_client_instrumentation_errors_total", stage="request") == 1
+
+
+def test_importing_needs_no_http_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, exporter.client, exporter.client.demo, exporter.client.log_cli\n"
+        "print(sorted(m for m in ('anthropic', 'httpx', 'httpx2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert importlib.import_module("exporter.client").instrument is instrument
+
+
+def test_instrument_with_a_request_log_path(lib: Any, registry: CollectorRegistry, tmp_path: Any) -> None:
+    import sqlite3
+
+    def handler(request: Any) -> Any:
+        return lib.Response(200, json={"usage": FAKE_USAGE}, headers={"request-id": "req_logged"})
+
+    path = tmp_path / "requests.sqlite3"
+    client = instrument(lib.Client(transport=lib.MockTransport(handler)), registry=registry, request_log=str(path))
+    client.post("http://api.test/v1/messages", json=BODY)
+    client._transport.recorder.request_log.close()
+    rows = sqlite3.connect(path).execute("SELECT request_id, model, output_tokens FROM requests").fetchall()
+    assert rows == [("req_logged", "claude-plain", 5)]
+
+
+def test_instrument_rejects_what_it_cannot_instrument(registry: CollectorRegistry) -> None:
+    with pytest.raises(TypeError, match="expects an anthropic SDK client or an httpx/httpx2 client, not object"):
+        instrument(object(), registry=registry)
