@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +35,11 @@ class ExporterServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        # A scraper that hangs up mid-response is normal; log anything else, once, as an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            log.exception("error while answering a request", extra={"client": client_address[0]})
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)

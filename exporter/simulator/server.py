@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -790,6 +791,11 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(request)
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops a kept-alive connection is normal; anything else is a bug here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            log.exception("simulator: error while answering %s", client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
