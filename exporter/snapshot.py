@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
-from exporter.admin_api import COST_DIMENSIONS, APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
+from exporter.admin_api import COST_DIMENSIONS, APIKey, Bucket, UsageValues, Workspace
 from exporter.config import BUCKET_SECONDS, Window
 from exporter.windows import in_window, window_range
+
+V = TypeVar("V", UsageValues, Decimal)
 
 # What a null means for a dimension that *is* grouped (metrics.md §1, Labels).
 NULL_LABELS = {"workspace_id": "default", "api_key_id": "console"}
@@ -57,50 +60,48 @@ def cost_label(dimension: str, value: str | None) -> str:
     return "default" if dimension == "workspace_id" else ""
 
 
-def build_usage_snapshot(buckets_by_width: Mapping[str, Iterable[Bucket]], windows: Iterable[Window],
+def build_usage_snapshot(buckets_by_width: Mapping[str, Sequence[Bucket]], windows: Iterable[Window],
                          group_by: tuple[str, ...], now: datetime) -> UsageSnapshot:
     """Sum each window's buckets per label set; rows that map to the same labels are added."""
     windows = tuple(windows)
-    sums: dict[tuple[str, ...], dict[str, UsageValues]] = defaultdict(dict)
-    zero = UsageValues()
+    series = _sum_windows(
+        buckets_by_width, windows, now, UsageValues(),
+        lambda row: (tuple(usage_label(d, v) for d, v in zip(group_by, row.dimensions, strict=True)), row.values))
+    # The finest width that holds any data says most precisely how fresh the data is.
+    widths = sorted(buckets_by_width, key=BUCKET_SECONDS.__getitem__)
+    stamps = (_data_timestamp(buckets_by_width[width], now) for width in widths)
+    return UsageSnapshot(group_by, tuple(w.name for w in windows), series,
+                         next((s for s in stamps if s is not None), None))
+
+
+def build_cost_snapshot(buckets: Sequence[Bucket], windows: Iterable[Window], now: datetime) -> CostSnapshot:
+    """Sum cents exactly with Decimal per window and label set, then convert to dollars."""
+    windows = tuple(w for w in windows if w.bucket_width == "1d")
+    cents = _sum_windows(
+        {"1d": buckets}, windows, now, Decimal(0),
+        lambda row: (tuple(cost_label(d, v) for d, v in zip(COST_DIMENSIONS, row.dimensions, strict=True)),
+                     row.amount_cents))
+    series = {labels: {name: amount / 100 for name, amount in per_window.items()}
+              for labels, per_window in cents.items()}
+    return CostSnapshot(tuple(w.name for w in windows), series, _data_timestamp(buckets, now))
+
+
+def _sum_windows(
+    buckets_by_width: Mapping[str, Sequence[Bucket]], windows: tuple[Window, ...], now: datetime, zero: V,
+    labels_and_value: Callable[[Any], tuple[tuple[str, ...], V]],
+) -> dict[tuple[str, ...], dict[str, V]]:
+    """Per label set, the sum of each window's rows; every label set gets every window (``zero``)."""
+    sums: dict[tuple[str, ...], dict[str, V]] = defaultdict(dict)
     for window in windows:
         span = window_range(window, now)
         for bucket in buckets_by_width.get(window.bucket_width, ()):
             if not in_window(bucket.starting_at, span):
                 continue
             for row in bucket.rows:
-                assert isinstance(row, UsageRow)
-                labels = tuple(usage_label(d, v) for d, v in zip(group_by, row.dimensions, strict=True))
+                labels, value = labels_and_value(row)
                 per_window = sums[labels]
-                per_window[window.name] = per_window.get(window.name, zero) + row.values
-    names = tuple(w.name for w in windows)
-    series = {labels: {name: per_window.get(name, zero) for name in names}
-              for labels, per_window in sums.items()}
-    # The finest width that holds any data says most precisely how fresh the data is.
-    widths = sorted(buckets_by_width, key=BUCKET_SECONDS.__getitem__)
-    stamps = (_data_timestamp(buckets_by_width[width], now) for width in widths)
-    return UsageSnapshot(group_by, names, series, next((s for s in stamps if s is not None), None))
-
-
-def build_cost_snapshot(buckets: Iterable[Bucket], windows: Iterable[Window], now: datetime) -> CostSnapshot:
-    """Sum cents exactly with Decimal per window and label set, then convert to dollars."""
-    windows = tuple(w for w in windows if w.bucket_width == "1d")
-    buckets = tuple(buckets)
-    sums: dict[tuple[str, ...], dict[str, Decimal]] = defaultdict(dict)
-    for window in windows:
-        span = window_range(window, now)
-        for bucket in buckets:
-            if not in_window(bucket.starting_at, span):
-                continue
-            for row in bucket.rows:
-                assert isinstance(row, CostRow)
-                labels = tuple(cost_label(d, v) for d, v in zip(COST_DIMENSIONS, row.dimensions, strict=True))
-                per_window = sums[labels]
-                per_window[window.name] = per_window.get(window.name, Decimal(0)) + row.amount_cents
-    names = tuple(w.name for w in windows)
-    series = {labels: {name: per_window.get(name, Decimal(0)) / 100 for name in names}
-              for labels, per_window in sums.items()}
-    return CostSnapshot(names, series, _data_timestamp(buckets, now))
+                per_window[window.name] = per_window.get(window.name, zero) + value
+    return {labels: {w.name: per_window.get(w.name, zero) for w in windows} for labels, per_window in sums.items()}
 
 
 def _data_timestamp(buckets: Iterable[Bucket], now: datetime) -> float | None:
