@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -25,6 +25,7 @@ CALENDARS = ("day", "month")
 
 _DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DURATION_UNITS = (604800, 86400, 3600, 60, 1, 0.001)
+T = TypeVar("T", "Organization", "Window")
 _LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
@@ -223,20 +224,7 @@ class _Parser:
     def organizations(self, value: Any) -> tuple[Organization, ...]:
         if value is None:
             value = [{"name": "default"}]
-        if not isinstance(value, list) or not value:
-            self.problem("organizations", f"must be a non-empty list, got {_kind(value)}")
-            return ()
-        result = []
-        seen: set[str] = set()
-        for i, item in enumerate(value):
-            org = self.organization(item, f"organizations[{i}]")
-            if org is None:
-                continue
-            if org.name in seen:
-                self.problem(f"organizations[{i}].name", f"duplicate organization name {org.name!r}")
-            seen.add(org.name)
-            result.append(org)
-        return tuple(result)
+        return self.named_list(value, "organizations", "organization", self.organization) or ()
 
     def organization(self, value: Any, path: str) -> Organization | None:
         if not isinstance(value, dict):
@@ -333,19 +321,24 @@ class _Parser:
     def windows(self, value: Any) -> tuple[Window, ...]:
         if value is None:
             return DEFAULT_WINDOWS
+        return self.named_list(value, "windows", "window", self.window) or DEFAULT_WINDOWS
+
+    def named_list(self, value: Any, path: str, kind: str, parse: Callable[[Any, str], T | None]) -> tuple[T, ...]:
+        """A non-empty list of items with unique names, each parsed by ``parse``."""
         if not isinstance(value, list) or not value:
-            self.problem("windows", f"must be a non-empty list, got {_kind(value)}")
-            return DEFAULT_WINDOWS
-        result: list[Window] = []
+            self.problem(path, f"must be a non-empty list, got {_kind(value)}")
+            return ()
+        result: list[T] = []
         names: set[str] = set()
-        for i, item in enumerate(value):
-            window = self.window(item, f"windows[{i}]")
-            if window is None:
+        for i, raw in enumerate(value):
+            item = parse(raw, f"{path}[{i}]")
+            if item is None:
                 continue
-            if window.name in names:
-                self.problem(f"windows[{i}].name", f"duplicate window name {window.name!r}")
-            names.add(window.name)
-            result.append(window)
+            name = item.name
+            if name in names:
+                self.problem(f"{path}[{i}].name", f"duplicate {kind} name {name!r}")
+            names.add(name)
+            result.append(item)
         return tuple(result)
 
     def window(self, value: Any, path: str) -> Window | None:
