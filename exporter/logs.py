@@ -50,7 +50,7 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
-    # urllib3 logs each retry with the URL, httpx every request at INFO; our own messages say
-    # what failed, and a line per request would drown them.
-    for noisy in ("urllib3", "httpx", "httpx2"):
+    # urllib3 logs each retry with the URL, httpx and the SDK every request or retry at INFO;
+    # our own messages say what failed, and a line per request would drown them.
+    for noisy in ("urllib3", "httpx", "httpx2", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING if noisy != "urllib3" else logging.ERROR)

@@ -162,7 +162,13 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None, now: floa
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    {"table": _write_table, "csv": _write_csv, "jsonl": _write_jsonl}[args.format](rows, out)
+    try:
+        {"table": _write_table, "csv": _write_csv, "jsonl": _write_jsonl}[args.format](rows, out)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
