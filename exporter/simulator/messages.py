@@ -73,6 +73,8 @@ class PromptCache:
         """Whether `key` was cached at `now`; either way it stays cached for `ttl` from now."""
         with self._lock:
             expiry = self._expiry.get(key)
+            if expiry is None and len(self._expiry) >= 10_000:  # forget expired prefixes now and then
+                self._expiry = {k: v for k, v in self._expiry.items() if v > now}
             self._expiry[key] = now + ttl  # a cache hit refreshes the TTL, as the API's does
             return expiry is not None and now < expiry
 

@@ -382,6 +382,11 @@ def _parse_fixed(text: str, rng: random.Random) -> datetime:
     return moment.replace(microsecond=rng.randrange(1_000_000))
 
 
+# How much served Messages traffic the organization remembers: more than the widest window a
+# report can serve (31 daily buckets) plus a margin.
+RECORDED_HOURS = 40 * 24
+
+
 class SimulatedOrganization:
     """A synthetic organization whose usage is a deterministic function of the seed.
 
@@ -485,9 +490,16 @@ class SimulatedOrganization:
         return found
 
     def record_message(self, event: UsageEvent) -> None:
-        """Adds one served Messages API request to the usage (and cost) data."""
+        """Adds one served Messages API request to the usage (and cost) data.
+
+        Hours older than RECORDED_HOURS before the newest are forgotten, so a long-running demo
+        does not grow without bound; no report window reaches back that far.
+        """
         hour = int(event.timestamp.timestamp()) // 3600
         with self._lock:
+            if hour not in self._recorded:
+                for old in [h for h in self._recorded if h < hour - RECORDED_HOURS]:
+                    del self._recorded[old]
             self._recorded.setdefault(hour, []).append(event)
 
     def _synthetic_hour(self, hour: int) -> tuple[UsageEvent, ...]:

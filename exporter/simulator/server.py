@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import json
 import logging
@@ -37,6 +38,7 @@ API_VERSION = "2023-06-01"
 # SDK 0.x sends 2023-06-01, SDK 2.x sends 2026-10-21 (anthropic-api.md §8).
 MESSAGES_API_VERSIONS = ("2023-06-01", "2026-10-21")
 FAST_MODE_BETA = "fast-mode-2026-02-01"
+MAX_RECORDED_REQUESTS = 10_000
 FAULTS = ("429", "500", "529", "slow", "malformed_json", "truncated", "stream_error")
 
 USAGE_PATH = "/v1/organizations/usage_report/messages"
@@ -449,7 +451,8 @@ class SimulatorServer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
-        self._requests: list[RecordedRequest] = []
+        # The newest requests only: a long-running demo must not grow without bound.
+        self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=MAX_RECORDED_REQUESTS)
         self._prompt_cache = messages.PromptCache()
         self._rate_limits = messages.RateLimits()
         # Requests that name no inference_geo get their workspace's default.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -176,3 +177,17 @@ def test_cost_descriptions_are_unique_and_readable(org: SimulatedOrganization) -
     assert "Claude Sonnet 4.5 Usage - Input Tokens, Cache Hit" in texts
     assert "Claude Opus 5 Usage - Input Tokens, Cache Write, 1h, Batch, US" in texts
     assert "Web Search Usage" in texts
+
+
+def test_recorded_traffic_is_forgotten_beyond_the_widest_window():
+    from exporter.simulator.org import RECORDED_HOURS
+
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    org = SimulatedOrganization(seed=7, clock=lambda: now)
+    old = now - timedelta(hours=RECORDED_HOURS + 2)
+    event = replace(org.events(now - timedelta(days=1), now)[0], timestamp=old)
+    org.record_message(event)
+    assert event in org.events(old, old + timedelta(hours=1))
+    org.record_message(replace(event, timestamp=now - timedelta(minutes=1)))
+    assert event not in org.events(old, old + timedelta(hours=1))
+    assert RECORDED_HOURS > 32 * 24  # longer than any report window
