@@ -207,8 +207,6 @@ def dashboard(uid: str, title: str, description: str, tags: list[str], variables
 # The usage and cost figures are gauges holding the sum over a window (label `window`): they
 # are summed across labels, never rate()d.
 F = 'organization=~"$organization", workspace_id=~"$workspace", model=~"$model"'
-WORKSPACE_NAMES = ' * on (organization, workspace_id) group_left (workspace_name) anthropic_workspace_info'
-KEY_NAMES = ' * on (organization, api_key_id) group_left (api_key_name) anthropic_api_key_info'
 TOKEN_METRICS = ("anthropic_usage_uncached_input_tokens", "anthropic_usage_cache_read_input_tokens",
                  "anthropic_usage_cache_creation_input_tokens", "anthropic_usage_output_tokens")
 
@@ -223,6 +221,37 @@ def no_model_label(expr: str) -> str:
     return f'label_replace({expr}, "model", "(no model: web search, ...)", "model", "")'
 
 
+def month_days_covered() -> str:
+    """Days of the current month the cost data covers, per organization: from the 1st, 00:00 UTC,
+    to the end of the newest daily bucket holding cost (as in AnthropicMonthlyBudgetForecastExceeded)."""
+    return ("(\n    max by (organization) (anthropic_exporter_data_timestamp_seconds{report=\"cost\", "
+            'organization=~"$organization"})\n'
+            "    - (time() - time() % 86400 - (scalar(day_of_month()) - 1) * 86400)\n  ) / 86400")
+
+
+def named(expr: str, kind: str) -> str:
+    """expr (summed by organization and <kind>_id) with <kind>_name joined from anthropic_<kind>_info.
+
+    A workspace or key created since the exporter's last list poll (hourly), or every one of
+    them while the list polls fail, has no _info series: the join alone would drop its figures.
+    Those are kept, with their id as their name.
+    """
+    key = f"{kind}_id"
+    inner = "  " + expr.replace("\n", "\n  ")
+    # "$1" is label_replace's capture group; Grafana leaves a $name that is no variable alone.
+    return (f"(\n{inner}\n) * on (organization, {key}) group_left ({kind}_name) anthropic_{kind}_info\n"
+            f"or on (organization, {key})\n"
+            f'label_replace(\n{inner},\n  "{kind}_name", "$1", "{key}", "(.+)"\n)')
+
+
+def workspace_names(expr: str) -> str:
+    return named(expr, "workspace")
+
+
+def key_names(expr: str) -> str:
+    return named(expr, "api_key")
+
+
 def spend_and_usage() -> dict[str, Any]:
     lay = Layout()
     lay.row("Spend (cost report, USD; refreshed every few minutes, Anthropic reports cost up to a day late)")
@@ -235,22 +264,30 @@ def spend_and_usage() -> dict[str, Any]:
     lay.add(stat("Spend last 7 days", "Sum of anthropic_cost_usd{window=\"7d\"}: the 7 newest daily buckets, "
                  "today included.",
                  [target(f'sum(anthropic_cost_usd{{window="7d", {F}}})', "7d")], "currencyUSD"), 6, 4)
-    lay.add(stat("Month-end forecast", "This month's spend extrapolated at this month's pace so far "
-                 "(the same as the AnthropicMonthlyBudgetForecastExceeded alert).",
-                 [target(f'sum(anthropic_cost_usd{{window="month", {F}}})\n'
-                         '/ (day_of_month() - 1 + (time() % 86400) / 86400)\n* days_in_month()', "forecast")],
+    lay.add(stat("Month-end forecast", "This month's spend extrapolated to the month's end at this month's "
+                 "pace so far: the spend over the days of the month the cost data covers (to "
+                 "anthropic_exporter_data_timestamp_seconds{report=\"cost\"}, as cost arrives up to a day late), "
+                 "as in the AnthropicMonthlyBudgetForecastExceeded alert.",
+                 [target(f'sum(\n  sum by (organization) (anthropic_cost_usd{{window="month", {F}}})\n'
+                         f'  / on (organization) ({month_days_covered()} > 0)\n)\n* days_in_month()',
+                         "forecast")],
                  "currencyUSD"), 6, 4)
     lay.add(timeseries("Spend today by workspace", "anthropic_cost_usd{window=\"today\"} by workspace, "
-                       "names joined from anthropic_workspace_info. Each day starts again from 0 at 00:00 UTC.",
-                       [target(f'sum by (organization, workspace_id) (anthropic_cost_usd{{window="today", {F}}})'
-                               + WORKSPACE_NAMES, "{{workspace_name}} ({{organization}})")],
+                       "names joined from anthropic_workspace_info (the id until the exporter has listed a new "
+                       "workspace). Each day starts again from 0 at 00:00 UTC.",
+                       [target(workspace_names(f'sum by (organization, workspace_id) '
+                                               f'(anthropic_cost_usd{{window="today", {F}}})'),
+                               "{{workspace_name}} ({{organization}})")],
                        "currencyUSD", stack=True), 12, 8)
     lay.add(timeseries("Spend today by model", "anthropic_cost_usd{window=\"today\"} by model.",
                        [target(no_model_label(f'sum by (model) (anthropic_cost_usd{{window="today", {F}}})'),
                                "{{model}}")], "currencyUSD", stack=True), 12, 8)
-    lay.add(bargauge("Spend this month by workspace", "anthropic_cost_usd{window=\"month\"} by workspace.",
-                     [target(f'sum by (organization, workspace_id) (anthropic_cost_usd{{window="month", {F}}})'
-                             + WORKSPACE_NAMES, "{{workspace_name}} ({{organization}})", instant=True)],
+    lay.add(bargauge("Spend this month by workspace", "anthropic_cost_usd{window=\"month\"} by workspace, "
+                     "names joined from anthropic_workspace_info (the id until the exporter has listed a new "
+                     "workspace).",
+                     [target(workspace_names(f'sum by (organization, workspace_id) '
+                                             f'(anthropic_cost_usd{{window="month", {F}}})'),
+                             "{{workspace_name}} ({{organization}})", instant=True)],
                      "currencyUSD"), 8, 8)
     lay.add(bargauge("Spend this month by model", "anthropic_cost_usd{window=\"month\"} by model.",
                      [target(no_model_label(f'sum by (model) (anthropic_cost_usd{{window="month", {F}}})'),
@@ -276,13 +313,14 @@ def spend_and_usage() -> dict[str, Any]:
     lay.add(timeseries("Tokens by model", "All token kinds (input, cache reads and writes, output) by model.",
                        [target(all_tokens("model"), "{{model}}")], "short", stack=True), 12, 8)
     lay.add(bargauge("Tokens by API key", "All token kinds by API key, names joined from anthropic_api_key_info "
-                     "(api_key_id=\"console\" is usage from the Console, which has no key). The cost report "
+                     "(the id until the exporter has listed a new key; api_key_id=\"console\" is usage from "
+                     "the Console, which has no key). The cost report "
                      "has no API key dimension, so spend cannot be split by key.",
-                     [target("(\n" + all_tokens("organization, api_key_id") + "\n)" + KEY_NAMES,
+                     [target(key_names(all_tokens("organization, api_key_id")),
                              "{{api_key_name}} ({{organization}})", instant=True)], "short"), 8, 9)
     lay.add(bargauge("Tokens by workspace", "All token kinds by workspace, names joined from "
-                     "anthropic_workspace_info.",
-                     [target("(\n" + all_tokens("organization, workspace_id") + "\n)" + WORKSPACE_NAMES,
+                     "anthropic_workspace_info (the id until the exporter has listed a new workspace).",
+                     [target(workspace_names(all_tokens("organization, workspace_id")),
                              "{{workspace_name}} ({{organization}})", instant=True)], "short"), 8, 9)
     lay.add(timeseries("Cache hit ratio by model", "Cache reads / (cache reads + uncached input + cache "
                        "writes): the share of input tokens served from the prompt cache.",
@@ -469,9 +507,9 @@ def exporter_health() -> dict[str, Any]:
                        [target(f"time() - anthropic_exporter_last_success_timestamp_seconds{{{E}}}",
                                "{{organization}} {{report}}")], "s"), 16, 8)
     lay.add(timeseries("Data age", "time() - anthropic_exporter_data_timestamp_seconds: how long ago the newest "
-                       "bucket holding any data ended. Negative for today's cost bucket, which ends at midnight.",
+                       "bucket holding any data ended.",
                        [target(f"time() - anthropic_exporter_data_timestamp_seconds{{{E}}}",
-                               "{{organization}} {{report}}")], "s", min_zero=False), 12, 8)
+                               "{{organization}} {{report}}")], "s"), 12, 8)
     lay.add(timeseries("Poll duration", "anthropic_exporter_poll_duration_seconds: how long the newest poll "
                        "took, pages and retries included.",
                        [target(f"anthropic_exporter_poll_duration_seconds{{{E}}}", "{{organization}} {{report}}")],

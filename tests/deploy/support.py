@@ -221,7 +221,8 @@ def expand_grafana(expr: str) -> str:
         assert name in GRAFANA_DEFAULTS, f"unknown Grafana variable ${name} in {expr}"
         return GRAFANA_DEFAULTS[name]
 
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, expr)
+    # $1, ${1}: capture groups of label_replace, which Grafana leaves alone (no variable has that name).
+    return re.sub(r"\$\{([A-Za-z_]\w*)(?::\w+)?\}|\$([A-Za-z_]\w*)", value, expr)
 
 
 # --------------------------------------------------------------------------------------------

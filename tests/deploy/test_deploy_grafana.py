@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
-from .support import dashboard_files, load_dashboard, panels
+from .support import dashboard_files, expand_grafana, load_dashboard, panels, run, selectors
 
 DASHBOARDS = {path.stem: load_dashboard(path) for path in dashboard_files()}
 SPEND = "anthropic-spend-usage"
@@ -124,3 +125,89 @@ def test_health_dashboard_panels():
                    "anthropic_exporter_api_requests_total", "anthropic_exporter_poll_errors_total",
                    "anthropic_exporter_build_info"):
         assert metric in text, metric
+
+
+# ---- Name joins keep the figures of workspaces and keys the exporter has not listed yet ---------
+
+NAMED_IDS = {"workspace": ("wrk_named", "Named workspace"), "api_key": ("key_named", "Named key")}
+NEW_IDS = {"workspace": "wrk_new", "api_key": "key_new"}
+
+
+def name_join_targets() -> list[tuple[str, str, str]]:
+    """(where, kind, PromQL) of every Spend and usage target that joins names from an _info series."""
+    found = []
+    for panel in panels(DASHBOARDS[SPEND]):
+        for target in panel.get("targets", []):
+            match = re.search(r"group_left \((workspace|api_key)_name\) anthropic_\1_info", target["expr"])
+            if match:
+                found.append((f"{panel['title']} [{target['refId']}]", match.group(1), expand_grafana(target["expr"])))
+    return found
+
+
+NAME_JOINS = name_join_targets()
+
+
+def test_the_name_joins_are_found():
+    assert {w.split(" [")[0] for w, _, _ in NAME_JOINS} == {
+        "Spend today by workspace", "Spend this month by workspace", "Tokens by API key", "Tokens by workspace"}
+
+
+def name_join_case(kind: str, expr: str) -> tuple[list[dict], list[dict]]:
+    """Input series for expr's metrics, a named and a not-yet-listed workspace (and key), and
+    the samples expected: one per id, the unnamed one labelled with its id."""
+    series, sums = [], {NAMED_IDS[kind][0]: 0, NEW_IDS[kind]: 0}
+    metrics = {(s.name, tuple(sorted((k, v) for k, (op, v) in s.matchers.items() if op == "=")))
+               for s in selectors(expr) if not s.name.endswith("_info")}
+    value = 0
+    for name, equal in sorted(metrics):
+        keys = ("key_named", "key_new") if name.startswith("anthropic_usage_") else (None,)
+        for workspace in ("wrk_named", "wrk_new"):
+            for key in keys:
+                value += 1
+                labels = {"organization": "acme", "workspace_id": workspace, "model": "claude-sonnet-4-5",
+                          **dict(equal)}
+                if key:
+                    labels["api_key_id"] = key
+                series.append({"series": name + "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}",
+                               "values": f"{value}x10"})
+                sums[labels[f"{kind}_id"]] += value
+    series += [
+        {"series": 'anthropic_workspace_info{organization="acme", workspace_id="wrk_named", '
+                   'workspace_name="Named workspace"}', "values": "1x10"},
+        {"series": 'anthropic_api_key_info{organization="acme", api_key_id="key_named", api_key_name="Named key", '
+                   'workspace_id="wrk_named", status="active"}', "values": "1x10"},
+    ]
+    names = {NAMED_IDS[kind][0]: NAMED_IDS[kind][1], NEW_IDS[kind]: NEW_IDS[kind]}
+    expected = [{"labels": f'{{organization="acme", {kind}_id="{i}", {kind}_name="{names[i]}"}}', "value": total}
+                for i, total in sums.items()]
+    return series, expected
+
+
+def promtool_evaluates(promtool: str, tmp_path, expr: str, series: list[dict], expected: list[dict]):
+    test = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": expr, "eval_time": "5m", "exp_samples": expected}]}]}
+    path = tmp_path / "name-join.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    return run([promtool, "test", "rules", str(path)], cwd=tmp_path)
+
+
+@pytest.mark.parametrize("where, kind, expr", NAME_JOINS, ids=[w for w, _, _ in NAME_JOINS])
+def test_a_name_join_keeps_what_has_no_name_yet(promtool, tmp_path, where, kind, expr):
+    """A workspace or API key created since the exporter's last list poll (or while list polls
+    fail) has no _info series: its figures stay, named by their id. Evaluated by promtool."""
+    series, expected = name_join_case(kind, expr)
+    result = promtool_evaluates(promtool, tmp_path, expr, series, expected)
+    assert result.returncode == 0, f"{where}:\n{expr}\n{result.stdout}{result.stderr}"
+
+
+def test_the_name_join_check_catches_a_join_that_drops_series(promtool, tmp_path):
+    _, kind, expr = NAME_JOINS[0]
+    join_only = expr.split(f"\nor on (organization, {kind}_id)")[0]
+    assert join_only != expr
+    series, expected = name_join_case(kind, expr)
+    result = promtool_evaluates(promtool, tmp_path, join_only, series, expected)
+    output = result.stdout + result.stderr
+    got = re.search(r"got: (.*)", output)
+    assert result.returncode != 0 and got, output
+    assert NAMED_IDS[kind][0] in got.group(1) and NEW_IDS[kind] not in got.group(1), output

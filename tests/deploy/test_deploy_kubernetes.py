@@ -92,6 +92,45 @@ def test_the_pod_is_locked_down(built):
     assert (str(pod["securityContext"]["runAsUser"]), str(pod["securityContext"]["runAsGroup"])) == user
 
 
+def readable_by(uid: int, gids: set[int], owner: int, group: int, mode: int) -> bool:
+    """Whether a process of that UID and groups may read a file of that owner, group and mode."""
+    if uid == owner:
+        return bool(mode & 0o400)
+    if group in gids:
+        return bool(mode & 0o040)
+    return bool(mode & 0o004)
+
+
+def test_readable_by_follows_the_permission_bits():
+    assert not readable_by(10711, {10711}, owner=0, group=0, mode=0o400)  # the crash loop this guards against
+    assert readable_by(10711, {10711}, owner=0, group=10711, mode=0o440)
+    assert not readable_by(10711, {10711}, owner=0, group=10711, mode=0o404)  # group bits rule, not world's
+    assert readable_by(10711, {10711}, owner=0, group=0, mode=0o444)
+
+
+def test_the_container_can_read_the_mounted_key_and_no_one_else_can(built):
+    """The kubelet writes a Secret volume's files owned by root, with the pod's fsGroup (root
+    without one) as their group and defaultMode (or the item's mode) as their mode. The
+    container runs as runAsUser/runAsGroup, so only the group bits can let it read the key."""
+    pod = pod_spec(built)
+    pod_sc = pod["securityContext"]
+    c_sc = container(built)["securityContext"]
+    uid = c_sc.get("runAsUser", pod_sc["runAsUser"])
+    gid = c_sc.get("runAsGroup", pod_sc["runAsGroup"])
+    assert uid != 0
+    gids = {gid, *pod_sc.get("supplementalGroups", [])}
+    file_group = pod_sc.get("fsGroup", 0)
+    assert file_group == gid, "fsGroup must be the container's group (runAsGroup)"
+    volume = next(v for v in pod["volumes"] if "secret" in v)["secret"]
+    assert volume["items"]
+    for item in volume["items"]:
+        mode = item.get("mode", volume.get("defaultMode", 0o644))
+        assert readable_by(uid, gids, owner=0, group=file_group, mode=mode), \
+            f"{item['path']}: mode {mode:#o}, owner 0, group {file_group}: UID {uid} (groups {gids}) cannot read it"
+        assert not mode & 0o007, f"{item['path']}: mode {mode:#o} lets every user of the node read the key"
+        assert not mode & 0o222, f"{item['path']}: mode {mode:#o} is writable"
+
+
 def test_probes_resources_and_port(built):
     c = container(built)
     (port,) = c["ports"]

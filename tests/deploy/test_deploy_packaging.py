@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import argparse
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -245,6 +247,10 @@ def test_the_unit_is_hardened():
     assert d["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     assert "@system-service" in d["SystemCallFilter"]
     assert "EnvironmentFile" in d and "ANTHROPIC_ADMIN_API_KEY" not in UNIT.read_text(encoding="utf-8")
+    # ProcSubset=pid hides /proc/stat (boot time), so prometheus_client's process collector would
+    # export no process_* metrics. ProtectProc=invisible hides other users' processes instead.
+    assert "ProcSubset" not in d, "ProcSubset=pid leaves the exporter without process_* metrics"
+    assert d["ProtectProc"] == ["invisible"]
 
 
 def test_the_key_comes_through_loadcredential_and_the_config_reads_it_there():
@@ -268,6 +274,62 @@ def test_the_environment_file_sets_only_flags():
     assert "$ANTHROPIC_USAGE_EXPORTER_ARGS" in unit_directives()["ExecStart"][0]
     flags = assignments[0].split("=", 1)[1].strip('"').split()
     assert all(f.startswith("--") for f in flags)
+
+
+def cli_options() -> dict[str, argparse.Action]:
+    from exporter.cli import build_parser
+
+    return {s: a for a in build_parser()._actions for s in a.option_strings}
+
+
+def test_the_flags_documented_in_the_environment_file_are_the_clis():
+    """`#   --flag=a|b|c` lines: the flag exists and a|b|c are exactly its choices."""
+    options = cli_options()
+    text = (SYSTEMD_DIR / "anthropic-usage-exporter.env").read_text(encoding="utf-8")
+    documented = re.findall(r"^#\s+(--[\w.-]+)=(\S+)", text, re.MULTILINE)
+    assert {flag for flag, _ in documented} >= {"--log.level", "--log.format", "--web.listen-address"}
+    for flag, values in documented:
+        assert flag in options, f"{flag} is no flag of anthropic-usage-exporter"
+        choices = options[flag].choices
+        if choices is not None:
+            assert set(values.split("|")) == set(choices), f"{flag}={values}: the CLI accepts {'|'.join(choices)}"
+
+
+def shipped_command_lines() -> dict[str, list[str]]:
+    """The exporter's arguments as the env file, the unit and the Kubernetes Deployment pass them."""
+    text = (SYSTEMD_DIR / "anthropic-usage-exporter.env").read_text(encoding="utf-8")
+    (assignment,) = [line for line in text.splitlines() if line and not line.startswith("#")]
+    (exec_start,) = unit_directives()["ExecStart"]
+    deployment = yaml.safe_load((DEPLOY / "kubernetes" / "deployment.yaml").read_text(encoding="utf-8"))
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {
+        # EnvironmentFile= drops the quotes; ExecStart's unbraced $VAR splits the value at whitespace.
+        "anthropic-usage-exporter.env": " ".join(shlex.split(assignment.split("=", 1)[1])).split(),
+        UNIT.name: [a for a in shlex.split(exec_start)[1:] if not a.startswith("$")],
+        "deployment.yaml": container["args"],
+    }
+
+
+@pytest.mark.parametrize("where", ["anthropic-usage-exporter.env", UNIT.name, "deployment.yaml"])
+def test_the_shipped_flags_are_accepted_by_the_cli(where, capsys):
+    from exporter.cli import build_parser, parse_listen_address
+
+    args = shipped_command_lines()[where]
+    assert args and all(a.startswith("--") for a in args), args
+    try:
+        parsed = build_parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{where}: anthropic-usage-exporter rejects {args}: {capsys.readouterr().err}")
+    parse_listen_address(parsed.listen_address)
+
+
+def test_the_cli_rejects_the_log_level_warning(capsys):
+    """What the environment file once documented: the check above must be able to fail."""
+    from exporter.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--log.level=warning"])
+    assert "invalid choice: 'warning'" in capsys.readouterr().err
 
 
 @pytest.fixture
