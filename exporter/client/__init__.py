@@ -18,8 +18,18 @@ SDK (``httpx2``) and the 0.x SDK (``httpx``), since httpx2 keeps httpx's transpo
 sees every attempt, connection failures and timeouts included. The response's byte stream is
 replaced by one that hands each chunk to the recorder on its way to the caller, so an SSE
 stream is parsed incrementally as the caller reads it, never buffered whole or delayed, and
-the caller's bytes are untouched. Because the HTTP client is shared, copies of the client made
-with ``with_options`` are instrumented too.
+the caller's bytes are untouched. A gzip or deflate body (httpx asks for them) is inflated for
+the recorder chunk by chunk; one it cannot decode (br, zstd) is counted in
+``instrumentation_errors_total{stage="decode"}`` and its errors are typed by status. Because
+the HTTP client is shared, copies of the client made with ``with_options`` are instrumented
+too.
+
+Abandoned streams. A stream dropped without being closed or read to its end is recorded (as
+ending at its last byte) on the recorder's next request, or at ``Recorder.close()``, not when
+it is garbage collected: finalizers run in whatever thread happens to allocate, possibly one
+holding a lock that recording needs, so they only queue the attempt. Until then it counts as
+in flight. A request cancelled by the caller (``asyncio.CancelledError``, ``KeyboardInterrupt``)
+is recorded with its duration but counts no error.
 
 The model label. For SDKs with ``middleware=`` (0.108 and later) the returned client is
 ``client.with_options(middleware=[..., hint])``: a tiny middleware that hands the request's

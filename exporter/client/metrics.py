@@ -34,8 +34,19 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     655.36,
 )
 
-# Where recording can fail; every stage's counter exists at 0 from the start.
-STAGES: tuple[str, ...] = ("request", "response", "stream", "record", "log", "log_write")
+# Where recording can fail; every stage's counter exists at 0 from the start. "decode": a
+# response body whose content-encoding could not be undone (e.g. br); "request_log_closed": a
+# row refused because the request log was closed (not a full queue: that is request_log_dropped).
+STAGES: tuple[str, ...] = (
+    "request",
+    "response",
+    "stream",
+    "decode",
+    "record",
+    "log",
+    "log_write",
+    "request_log_closed",
+)
 
 RATELIMIT_RESOURCES: tuple[str, ...] = ("requests", "tokens", "input_tokens", "output_tokens")
 
@@ -131,6 +142,9 @@ def client_metrics(registry: CollectorRegistry | None = None, buckets: Sequence[
         return created
 
 
+_STREAM_USAGE = " (a stream: message_start's usage overlaid by the last message_delta's)."
+
+
 def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> ClientMetrics:
     model_tier = ["model", "service_tier"]
     metrics = ClientMetrics(
@@ -138,104 +152,116 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> ClientMe
         buckets=buckets,
         request_duration=Histogram(
             "anthropic_client_request_duration_seconds",
-            "Time of one HTTP attempt to the Anthropic API, from sending the request to the end "
-            "of the response body (for a stream: its end or abandonment), measured by the client "
-            "middleware. Exemplar: the response's request-id.",
+            "Duration of one HTTP attempt to the Anthropic API (POST /v1/messages, "
+            "/v1/messages/count_tokens, /v1/messages/batches, /v1/models, ...), timed by the client "
+            "middleware from sending the request to the end of the response body (a stream: its end "
+            "or abandonment); status_code from the response's HTTP status. Exemplar: the response's "
+            "request-id header.",
             ["model", "operation", "status_code", "stream"],
             buckets=buckets,
             registry=registry,
         ),
         time_to_first_token=Histogram(
             "anthropic_client_time_to_first_token_seconds",
-            "Time from sending a streamed Messages request to its first content_block_delta "
-            "event, measured by the client middleware.",
+            "Time from sending a streamed POST /v1/messages request to the first content_block_delta "
+            "event of its response, timed by the client middleware.",
             ["model", "operation"],
             buckets=buckets,
             registry=registry,
         ),
         uncached_input_tokens=Counter(
             "anthropic_client_uncached_input_tokens",
-            "Input tokens after the last cache breakpoint, from the response's "
-            "usage.input_tokens (streams: message_start overlaid by the last message_delta).",
+            "Input tokens after the last cache breakpoint, from usage.input_tokens of POST "
+            "/v1/messages responses" + _STREAM_USAGE,
             model_tier,
             registry=registry,
         ),
         cache_read_input_tokens=Counter(
             "anthropic_client_cache_read_input_tokens",
-            "Input tokens read from the prompt cache, from the response's usage.cache_read_input_tokens.",
+            "Input tokens read from the prompt cache, from usage.cache_read_input_tokens of POST "
+            "/v1/messages responses" + _STREAM_USAGE,
             model_tier,
             registry=registry,
         ),
         cache_creation_input_tokens=Counter(
             "anthropic_client_cache_creation_input_tokens",
-            "Input tokens written to the prompt cache, from the response's "
-            "usage.cache_creation.ephemeral_{5m,1h}_input_tokens (a bare "
-            "usage.cache_creation_input_tokens counts as 5m).",
+            "Input tokens written to the prompt cache, from "
+            "usage.cache_creation.ephemeral_{5m,1h}_input_tokens of POST /v1/messages responses "
+            "(a bare usage.cache_creation_input_tokens counts as 5m)" + _STREAM_USAGE,
             [*model_tier, "cache_ttl"],
             registry=registry,
         ),
         output_tokens=Counter(
             "anthropic_client_output_tokens",
-            "Output tokens, from the response's usage.output_tokens.",
+            "Output tokens, from usage.output_tokens of POST /v1/messages responses" + _STREAM_USAGE,
             model_tier,
             registry=registry,
         ),
         web_search_requests=Counter(
             "anthropic_client_web_search_requests",
-            "Server-side web searches, from the response's usage.server_tool_use.web_search_requests.",
+            "Server-side web searches, from usage.server_tool_use.web_search_requests of POST "
+            "/v1/messages responses" + _STREAM_USAGE,
             model_tier,
             registry=registry,
         ),
         errors=Counter(
             "anthropic_client_errors",
-            "Failed HTTP attempts to the Anthropic API by the error body's error.type (also an "
-            "error event inside a stream), or connection_error/timeout when no response arrived.",
+            "Failed HTTP attempts to the Anthropic API, by error.type of the error response's body "
+            "(by its HTTP status when the body was not read), or of an error event inside a POST "
+            "/v1/messages stream; connection_error or timeout when no response arrived.",
             ["model", "operation", "error_type"],
             registry=registry,
         ),
         retries=Counter(
             "anthropic_client_retries",
-            "HTTP attempts that were SDK retries (request header x-stainless-retry-count above 0).",
+            "HTTP attempts to the Anthropic API that were SDK retries, from the request header "
+            "x-stainless-retry-count (above 0).",
             ["model", "operation"],
             registry=registry,
         ),
         in_flight=Gauge(
             "anthropic_client_in_flight_requests",
-            "HTTP attempts to the Anthropic API currently in progress (until the end of the response body).",
+            "HTTP attempts to the Anthropic API in progress, counted by the client middleware from "
+            "sending the request to the end of the response body.",
             ["operation"],
             registry=registry,
             multiprocess_mode="livesum",
         ),
         ratelimit_limit=Gauge(
             "anthropic_client_ratelimit_limit",
-            "The newest anthropic-ratelimit-<resource>-limit response header.",
+            "From the anthropic-ratelimit-<resource>-limit header of the newest Anthropic API "
+            "response (POST /v1/messages and others) for the model.",
             ["model", "resource"],
             registry=registry,
             multiprocess_mode="mostrecent",
         ),
         ratelimit_remaining=Gauge(
             "anthropic_client_ratelimit_remaining",
-            "The newest anthropic-ratelimit-<resource>-remaining response header.",
+            "From the anthropic-ratelimit-<resource>-remaining header of the newest Anthropic API "
+            "response (POST /v1/messages and others) for the model.",
             ["model", "resource"],
             registry=registry,
             multiprocess_mode="mostrecent",
         ),
         ratelimit_reset=Gauge(
             "anthropic_client_ratelimit_reset_timestamp_seconds",
-            "The newest anthropic-ratelimit-<resource>-reset response header (RFC 3339), as a Unix timestamp.",
+            "From the anthropic-ratelimit-<resource>-reset header (RFC 3339) of the newest Anthropic "
+            "API response (POST /v1/messages and others) for the model, as a Unix timestamp.",
             ["model", "resource"],
             registry=registry,
             multiprocess_mode="mostrecent",
         ),
         instrumentation_errors=Counter(
             "anthropic_client_instrumentation_errors",
-            "Failures inside the client middleware's own recording, by stage; the API call itself is unaffected.",
+            "Failures inside the client middleware's own recording, by stage (counted by the "
+            "middleware, not read from the API); the API call itself is unaffected.",
             ["stage"],
             registry=registry,
         ),
         request_log_dropped=Counter(
             "anthropic_client_request_log_dropped",
-            "Per-request log rows dropped because the log writer's queue was full.",
+            "Per-request log rows dropped because the log writer's queue was full (counted by the "
+            "client middleware, not read from the API).",
             registry=registry,
         ),
     )

@@ -6,24 +6,35 @@ The transports (``transport.py``) only move bytes; everything they learn goes th
     attempt = recorder.start(request)        # None if even that failed: then pass through
     attempt.no_response(exc)                 # no response (connection error, timeout)
     attempt.response(response)               # status and headers arrived
-    attempt.feed(chunk)                      # each body chunk, as the caller reads it
+    attempt.feed(chunk)                      # each body chunk as received, before the caller gets it
+    attempt.content(body)                    # or: the whole body, already read and decoded
     attempt.stream_failed(exc)               # the body broke off
-    attempt.finish()                         # end of body, close, or abandonment; idempotent
+    attempt.finish()                         # end of body or close; idempotent
+    attempt.abandoned()                      # from a finalizer: recorded on the recorder's next call
 
 Every method catches its own failures, counts them in
 ``anthropic_client_instrumentation_errors_total{stage}`` and logs the first of each stage, so
 a bug here never reaches the caller.
+
+Finalizers (``__del__``, and a generator's ``finally`` run by the garbage collector) can run
+in any thread at any allocation, even one that holds a lock recording needs (a metric's, the
+request log's). So nothing runs there but a put on a lock-free queue: an attempt dropped
+unclosed, or closed during a garbage collection, is recorded at the start of the recorder's
+next call (the next request) or at :meth:`Recorder.close`, as ending at its last activity.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
+import queue
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -31,7 +42,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from exporter.client.metrics import ClientMetrics, client_metrics
-from exporter.client.request_log import RequestLog, RequestRow
+from exporter.client.request_log import RequestLog, RequestLogClosed, RequestRow
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,11 @@ ERROR_BODY_LIMIT = 64 * 1024
 # An SSE line longer than this is not kept (the events that matter are small).
 SSE_LINE_LIMIT = 1024 * 1024
 MAX_LABEL_LENGTH = 128
+# Compressed bodies are inflated at most this much per step, so one small chunk that inflates
+# hugely never becomes one huge allocation.
+DECODE_STEP = 64 * 1024
+# Content-encodings the recorder inflates itself (zlib: wbits=47 takes a gzip or zlib header).
+ZLIB_ENCODINGS = frozenset(("gzip", "x-gzip", "deflate"))
 
 # The API's error.type for a status, used only when the error body was never read (the SDK
 # closes a streamed error response unread before it retries). From the API's errors page.
@@ -127,10 +143,31 @@ def scan_body(body: bytes) -> tuple[str | None, bool | None]:
     return model, stream
 
 
-def error_type_for_exception(exc: BaseException) -> str:
+class _GarbageCollection(threading.local):
+    """Whether this thread is inside a garbage collection, so possibly inside a finalizer.
+
+    A ``close()`` cannot tell whether its caller is the application or a finalizer (the 0.x
+    SDK closes the response in its stream generator's ``finally``, which the collector runs);
+    this tells it. Kept by a ``gc.callbacks`` hook, per thread: the collector runs finalizers
+    in the thread that triggered it.
+    """
+
+    active = False
+
+
+_in_gc = _GarbageCollection()
+
+
+def _note_gc(phase: str, info: dict[str, int], state: _GarbageCollection = _in_gc) -> None:
+    # (state bound as a default: callbacks can still run while module globals are torn down)
+    state.active = phase == "start"
+
+
+gc.callbacks.append(_note_gc)
+
+
+def error_type_for_exception(exc: Exception) -> str:
     """``timeout`` or ``connection_error`` for an exception that replaced a response."""
-    if not isinstance(exc, Exception):
-        return "cancelled"  # CancelledError, KeyboardInterrupt: the caller gave up
     if isinstance(exc, TimeoutError) or any(cls.__name__ == "TimeoutException" for cls in type(exc).__mro__):
         return "timeout"  # httpx / httpx2 ConnectTimeout, ReadTimeout, WriteTimeout, PoolTimeout
     return "connection_error"
@@ -162,6 +199,27 @@ def token_figures(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int, in
         _count(usage.get("output_tokens")),
         web,
     )
+
+
+def overlay_usage(start: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    """``start`` with each non-null field of ``delta`` written over it; nested objects
+    (``cache_creation``, ``server_tool_use``) field by field too.
+
+    A ``message_delta`` may carry ``null`` (or omit) a figure it does not restate; that
+    keeps ``message_start``'s value, as the SDK's own accumulator does.
+    """
+    merged = dict(start)
+    for key, value in delta.items():
+        if value is None:
+            continue
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = overlay_usage(below, value)
+        elif isinstance(value, Mapping):
+            merged[key] = overlay_usage({}, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _label(value: object) -> str:
@@ -198,7 +256,7 @@ class SSEParser:
         """``message_start``'s usage overlaid, field by field, by the last ``message_delta``'s."""
         if self.start_usage is None and self.delta_usage is None:
             return None
-        return {**(self.start_usage or {}), **(self.delta_usage or {})}
+        return overlay_usage(self.start_usage or {}, self.delta_usage or {})
 
     def feed(self, chunk: bytes) -> None:
         lines = chunk.split(b"\n")
@@ -276,6 +334,10 @@ class Recorder:
     prometheus_client's default ``REGISTRY``; ``request_log`` is a path or a
     :class:`RequestLog`; ``buckets`` replaces both histograms' default buckets. ``clock`` (a
     monotonic clock) and ``wall_clock`` (Unix time) can be replaced in tests.
+
+    A response dropped without being closed or read to its end (an abandoned stream) is
+    recorded when the recorder is next used, i.e. on the next request, or at :meth:`close`:
+    the finalizer that notices it must not record (see the module docstring).
     """
 
     def __init__(
@@ -288,6 +350,7 @@ class Recorder:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics: ClientMetrics = client_metrics(registry, buckets)
+        self._owns_request_log = request_log is not None and not isinstance(request_log, RequestLog)
         if request_log is not None and not isinstance(request_log, RequestLog):
             request_log = RequestLog(request_log)
         self.request_log: RequestLog | None = request_log
@@ -297,14 +360,43 @@ class Recorder:
         self.wall_clock = wall_clock
         self._warned: set[str] = set()
         self._warned_lock = threading.Lock()
+        self._request_log_refused = False
+        # Attempts handed over by finalizers; SimpleQueue.put is safe there (no Python lock).
+        self.abandoned_attempts: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
 
     def start(self, request: Any) -> Attempt | None:
         """Begin recording an attempt; ``None`` (record nothing) if that fails."""
+        self.record_abandoned()
         try:
             return Attempt(self, request)
         except Exception as exc:
             self.failed("request", exc)
             return None
+
+    def record_abandoned(self) -> None:
+        """Record the attempts finalizers handed over, each as ending at its last activity."""
+        if _in_gc.active:  # called from a finalizer after all (e.g. a client's __del__)
+            return
+        while not self.abandoned_attempts.empty():  # (the usual case, checked on every request)
+            try:
+                attempt = self.abandoned_attempts.get_nowait()
+            except queue.Empty:  # another thread took it
+                return
+            attempt.finish(attempt.last_activity)
+
+    def close(self) -> None:
+        """Record abandoned attempts; close the request log if it was opened from a path here."""
+        self.record_abandoned()
+        if self._owns_request_log and self.request_log is not None:
+            self.request_log.close()
+
+    def request_log_refused(self) -> None:
+        """Count a row the request log refused because it was closed (not a full queue)."""
+        with contextlib.suppress(Exception):
+            self.metrics.instrumentation_errors.labels("request_log_closed").inc()
+        if not self._request_log_refused:
+            self._request_log_refused = True
+            log.debug("the request log is closed; rows of later attempts are not written")
 
     def failed(self, stage: str, exc: BaseException) -> None:
         """Count a recording failure; log the first of each stage with its traceback."""
@@ -334,6 +426,7 @@ class Attempt:
         self.started_at = recorder.wall_clock()
         self.last_activity = self.started
         self._done = threading.Lock()
+        self.finished = False  # read without the lock by finalizers (a hint, not a guarantee)
         self.operation = operation_for_path(request.url.path)
         hint = request_hint.get()
         model, stream = (None, None) if hint is None else hint
@@ -356,6 +449,11 @@ class Attempt:
         self._body: list[bytes] | None = None  # kept for usage or error.type
         self._body_len = 0
         self._body_limit = 0
+        # The body is read while this is set: an SSE parser or a kept body wants it, and
+        # its content-encoding can be undone.
+        self._reading = False
+        self._decoder: Any = None  # a zlib decompressor for gzip / deflate bodies
+        self._undecodable: str | None = None  # a content-encoding we cannot undo (br, zstd)
         metrics = recorder.metrics
         self._in_flight = metrics.child(metrics.in_flight, self.operation)
         self._in_flight.inc()  # last: nothing below may fail once it is counted
@@ -376,6 +474,7 @@ class Attempt:
             self._status = status
             self.status_code = str(status)
             content_type = ""
+            content_encoding = ""
             ratelimits = self.recorder.metrics.ratelimit_headers(self.model)
             headers = response.headers
             # one pass over the headers: a lookup by name scans them all, and there are 15
@@ -390,6 +489,8 @@ class Attempt:
                     self.workspace_id = value
                 elif name == "content-type":
                     content_type = value
+                elif name == "content-encoding":
+                    content_encoding = value
             if 200 <= status < 300:
                 if content_type.startswith("text/event-stream"):
                     self._sse = SSEParser(self._clock, self._stream_event_failed)
@@ -399,8 +500,23 @@ class Attempt:
                     self._body, self._body_limit = [], USAGE_BODY_LIMIT
             elif status >= 400:
                 self._body, self._body_limit = [], ERROR_BODY_LIMIT
+            self._reading = self._sse is not None or self._body is not None
+            if self._reading:
+                self._set_decoder(content_encoding)
         except Exception as exc:
             self.recorder.failed("response", exc)
+
+    def _set_decoder(self, content_encoding: str) -> None:
+        """Prepare to undo the body's content-encoding: the transport sees the bytes as sent
+        (httpx and httpx2 ask for gzip and deflate), the caller's library decodes them later."""
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if not codings:
+            return
+        if len(codings) == 1 and codings[0] in ZLIB_ENCODINGS:
+            self._decoder = zlib.decompressobj(wbits=47)
+        else:
+            self._undecodable = content_encoding
 
     def _set_gauge(self, gauge: tuple[Any, Callable[[str], float]], value: str) -> None:
         try:
@@ -409,38 +525,87 @@ class Attempt:
             self.recorder.failed("response", exc)
 
     def feed(self, chunk: bytes) -> None:
-        """One chunk of the response body, before the caller gets it."""
+        """One chunk of the response body as received (still encoded), before the caller gets it."""
         try:
             self.last_activity = self._clock()
-            if self._sse is not None:
-                self._sse.feed(chunk)
-            elif self._body is not None:
-                self._body_len += len(chunk)
-                if self._body_len <= self._body_limit:
-                    self._body.append(chunk)
-                else:
-                    self._body = None  # too big to be what we look for
+            if not self._reading:
+                return
+            if self._undecodable is not None:
+                self._stop_reading(ValueError(f"cannot decode content-encoding {self._undecodable!r}"))
+            elif self._decoder is None:
+                self._take(chunk)
+            else:
+                self._inflate(chunk)
         except Exception as exc:
             self.recorder.failed("stream", exc)
+
+    def content(self, body: bytes) -> None:
+        """The whole response body, already read and decoded by the HTTP library."""
+        self._decoder = self._undecodable = None
+        self.feed(body)
+
+    def _inflate(self, chunk: bytes) -> None:
+        """Inflate what arrived, step by step, for as long as the body is still wanted."""
+        data = chunk
+        while data and self._reading:
+            try:
+                piece = self._decoder.decompress(data, DECODE_STEP)
+            except zlib.error as exc:
+                self._stop_reading(exc)
+                return
+            self._take(piece)
+            data = self._decoder.unconsumed_tail
+
+    def _stop_reading(self, exc: Exception) -> None:
+        """The body cannot be decoded: count it once; errors fall back to the status's type."""
+        self._reading = False
+        self._body = None  # (an SSE parser keeps what it saw before)
+        self.recorder.failed("decode", exc)
+
+    def _take(self, data: bytes) -> None:
+        if self._sse is not None:
+            self._sse.feed(data)
+        elif self._body is not None:
+            self._body_len += len(data)
+            if self._body_len <= self._body_limit:
+                self._body.append(data)
+            else:  # too big to be what we look for
+                self._body = None
+                self._reading = False
 
     def _stream_event_failed(self, exc: Exception) -> None:
         self.recorder.failed("stream", exc)
 
     def no_response(self, exc: BaseException) -> None:
-        """No response arrived: the transport raised ``exc`` (re-raised by the caller)."""
-        self.error_type = error_type_for_exception(exc)
+        """No response arrived: the transport raised ``exc`` (re-raised by the caller).
+
+        A cancellation or interrupt (a ``BaseException`` that is not an ``Exception``) is the
+        caller giving up, not an API error: its duration is recorded, no error is counted.
+        """
+        if isinstance(exc, Exception):
+            self.error_type = error_type_for_exception(exc)
         self.finish()
 
     def stream_failed(self, exc: BaseException) -> None:
-        """The response body broke off with ``exc``."""
-        if isinstance(exc, Exception):  # not a cancellation or interrupt: the caller's doing
+        """The response body broke off with ``exc`` (a cancellation counts no error, as above)."""
+        if isinstance(exc, Exception):
             self.error_type = error_type_for_exception(exc)
         self.finish()
 
     def finish(self, end: float | None = None) -> None:
-        """Record the attempt, once; ``end`` defaults to now."""
+        """Record the attempt, once; ``end`` defaults to now.
+
+        During a garbage collection (a ``close`` run by a finalizer) it is handed over like
+        an abandoned attempt instead: this thread may hold a lock that recording needs.
+        """
+        if self.finished:
+            return
+        if _in_gc.active:
+            self.abandoned()
+            return
         if not self._done.acquire(blocking=False):
             return
+        self.finished = True
         try:
             self._record(self._clock() if end is None else end)
         except Exception as exc:
@@ -452,8 +617,13 @@ class Attempt:
                 self.recorder.failed("record", exc)
 
     def abandoned(self) -> None:
-        """The response was dropped unclosed: record it as ending at its last activity."""
-        self.finish(self.last_activity)
+        """The response was dropped unclosed; called from a finalizer.
+
+        Takes no lock and creates nothing: it only queues the attempt, which the recorder
+        records on its next call (the next request) or at close, ending at its last activity.
+        """
+        if not self.finished:
+            self.recorder.abandoned_attempts.put(self)
 
     def _read_body(self) -> tuple[Mapping[str, Any] | None, str | None]:
         """(usage, error type) from the kept response body."""
@@ -533,6 +703,8 @@ class Attempt:
                 self.workspace_id,
             )
             if not request_log.submit(row):
-                metrics.request_log_dropped.inc()
+                metrics.request_log_dropped.inc()  # the queue was full
+        except RequestLogClosed:
+            recorder.request_log_refused()
         except Exception as exc:
             recorder.failed("log", exc)

@@ -1,11 +1,11 @@
 """The per-request log (metrics.md section 3): one SQLite row per HTTP attempt, written off-thread.
 
 The request path only puts a row into a bounded queue (``submit``) and never waits: when the
-queue is full the row is dropped and counted. A daemon thread drains the queue in batches,
-each one short ``BEGIN IMMEDIATE`` transaction, so several threads and several processes can
-share one file (WAL mode, ``busy_timeout``). Retention by age and by row count runs in the
-writer now and then. After a ``fork`` the child starts its own writer and connection on its
-first row (gunicorn with ``preload_app``).
+queue is full the row is dropped and counted; after ``close`` it is refused. A daemon thread
+drains the queue in batches, each one short ``BEGIN IMMEDIATE`` transaction, so several
+threads and several processes can share one file (WAL mode, ``busy_timeout``). Retention by
+age and by row count runs in the writer now and then. After a ``fork`` the child starts its
+own writer and connection on its first row (gunicorn with ``preload_app``).
 """
 
 from __future__ import annotations
@@ -105,6 +105,12 @@ def connect(path: str | os.PathLike[str], *, timeout_ms: int = BUSY_TIMEOUT_MS) 
     return conn
 
 
+class RequestLogClosed(RuntimeError):
+    """A row was submitted after :meth:`RequestLog.close`."""
+
+
+# Weak: a log nobody uses any more can be collected (a running writer thread keeps its own
+# alive until close). One exit hook for all of them, rather than one per log holding it.
 _instances: weakref.WeakSet[RequestLog] = weakref.WeakSet()
 
 
@@ -113,16 +119,22 @@ def _after_fork_in_child() -> None:
         request_log._reset()
 
 
+def _close_all_at_exit() -> None:
+    for request_log in list(_instances):
+        request_log.close()
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)
 
 
 class RequestLog:
     """A SQLite request log fed through a bounded queue by a background writer thread.
 
     ``max_age_seconds`` and ``max_rows`` bound what is kept (``None``: no bound). The file is
-    created on first write. Call :meth:`close` (also run at interpreter exit) to write what is
-    still queued.
+    created on first write. Call :meth:`close` (also run at interpreter exit for every log
+    still open) to write what is still queued.
     """
 
     def __init__(
@@ -142,12 +154,12 @@ class RequestLog:
         self.retention_interval = retention_interval
         self._clock = clock
         self.dropped = 0  # rows dropped because the queue was full
-        self.write_errors = 0
+        self.write_errors = 0  # batches that could not be written
+        self.prune_errors = 0  # retention runs that failed (the rows were written)
         self._error_listeners: list[Callable[[BaseException], None]] = []
         self._closed = False
         self._reset()
         _instances.add(self)
-        atexit.register(self.close)
 
     def _reset(self) -> None:
         """No writer yet: one starts on the first row. Also run in a forked child, where the
@@ -171,12 +183,15 @@ class RequestLog:
             self._error_listeners.append(listener)
 
     def submit(self, row: RequestRow) -> bool:
-        """Queue a row without waiting; ``False`` if it was dropped (queue full or closed)."""
+        """Queue a row without waiting; ``False`` if it was dropped because the queue was full.
+
+        Raises :class:`RequestLogClosed` after :meth:`close`.
+        """
         if self._pid != os.getpid():
             self._start_writer()
-        if self._closed:
-            return False
-        with self._lock:
+        with self._lock:  # with close(): no row can follow the writer's stop sentinel
+            if self._closed:
+                raise RequestLogClosed(f"{self!r} is closed")
             try:
                 self._queue.put_nowait(row)
             except queue.Full:
@@ -191,11 +206,11 @@ class RequestLog:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Write what is queued, then stop the writer. Later rows are dropped."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self.close)
+        """Write what is queued, then stop the writer. Later rows are refused."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         thread = self._thread
         if thread is not None and thread.is_alive() and self._pid == os.getpid():
             self.flush(timeout)
@@ -208,7 +223,7 @@ class RequestLog:
     def _start_writer(self) -> None:
         with self._lock:
             pid = os.getpid()
-            if self._pid == pid:
+            if self._pid == pid or self._closed:
                 return
             self._pid = pid
             # daemon: an application must not hang at exit on its metrics; close() at exit
@@ -241,7 +256,7 @@ class RequestLog:
                     now = time.monotonic()
                     if now >= next_retention:
                         next_retention = now + self.retention_interval
-                        self.prune(conn)
+                        self._prune_in_writer(conn)
             except Exception as exc:  # the rows are lost; the application goes on
                 self._write_failed(exc)
                 if conn is not None:
@@ -283,6 +298,16 @@ class RequestLog:
                 f"DELETE FROM {TABLE} WHERE id <= (SELECT id FROM {TABLE} ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (self.max_rows,),
             )
+
+    def _prune_in_writer(self, conn: sqlite3.Connection) -> None:
+        """Retention after a committed batch: a failure here loses no rows, so it is only logged
+        (it is tried again at the next interval)."""
+        try:
+            self.prune(conn)
+        except Exception as exc:
+            self.prune_errors += 1
+            level = logging.WARNING if self.prune_errors == 1 else logging.DEBUG
+            log.log(level, "could not apply retention to the request log %s: %s", self.path, exc)
 
     def _write_failed(self, exc: BaseException) -> None:
         self.write_errors += 1

@@ -7,7 +7,8 @@ Compose one around the transport a client would use, for example::
 
 The wrapper passes the request through unchanged, then replaces the response's byte stream by
 one that hands each chunk to the recorder before the caller gets it (nothing is buffered or
-delayed), and records when the body ends, is closed, or is dropped unclosed. Neither httpx
+delayed), and records when the body ends or is closed. A body dropped unclosed is only queued
+by its ``__del__`` and recorded on the recorder's next call (see recorder.py). Neither httpx
 nor httpx2 is imported here: the stream classes are derived from whichever library built the
 response, because clients assert that a transport's stream is their own ``SyncByteStream`` /
 ``AsyncByteStream``.
@@ -51,7 +52,7 @@ class _SyncBody:
             self._attempt.finish()
 
     def __del__(self) -> None:
-        self._attempt.abandoned()
+        self._attempt.abandoned()  # no lock, no recording here: it may run in any thread
 
 
 class _AsyncBody:
@@ -81,7 +82,7 @@ class _AsyncBody:
             self._attempt.finish()
 
     def __del__(self) -> None:
-        self._attempt.abandoned()
+        self._attempt.abandoned()  # no lock, no recording here: it may run in any thread
 
 
 @functools.cache
@@ -104,7 +105,7 @@ def _observe_response(attempt: Attempt, response: Any, is_async: bool) -> Any:
     try:
         if response.is_closed:  # read already (e.g. a MockTransport response built from bytes)
             with contextlib.suppress(Exception):
-                attempt.feed(response.content)
+                attempt.content(response.content)  # (decoded by the library already)
             attempt.finish()
             return response
         library = type(response).__module__.partition(".")[0]
@@ -135,6 +136,7 @@ class InstrumentedTransport:
         return _observe_response(attempt, response, is_async=False)
 
     def close(self) -> None:
+        self.recorder.record_abandoned()
         self.transport.close()
 
     def __enter__(self) -> InstrumentedTransport:
@@ -167,6 +169,7 @@ class AsyncInstrumentedTransport:
         return _observe_response(attempt, response, is_async=True)
 
     async def aclose(self) -> None:
+        self.recorder.record_abandoned()
         await self.transport.aclose()
 
     async def __aenter__(self) -> AsyncInstrumentedTransport:

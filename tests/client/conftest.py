@@ -41,11 +41,11 @@ def http_lib() -> Any:
 
 
 @pytest.fixture
-def value(registry: CollectorRegistry) -> Callable[..., float]:
-    """``value(name, **labels)``: a sample of the test's registry, 0.0 when absent."""
+def value(registry: CollectorRegistry) -> Callable[..., float | None]:
+    """``value(name, **labels)``: a sample of the test's registry, ``None`` when the series is
+    missing (so ``== 0`` asserts a series that exists, ``is None`` one that must not)."""
 
-    def get(name: str, **labels: str) -> float:
-        found = registry.get_sample_value(name, labels)
-        return 0.0 if found is None else found
+    def get(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
 
     return get

@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -90,6 +91,15 @@ def fake_stream_frames(model: str, *, fail: bool = False) -> list[bytes]:
         ),
         sse("message_stop", {"type": "message_stop"}),
     ]
+
+
+def compressed_frames(frames: list[bytes], encoding: str = "gzip") -> list[bytes]:
+    """``frames`` gzip- (or zlib-, for ``deflate``) compressed as one body, one flushed piece
+    per frame, as a compressing server streams them: each piece decodes as it arrives."""
+    compressor = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
+    pieces = [compressor.compress(frame) + compressor.flush(zlib.Z_SYNC_FLUSH) for frame in frames]
+    pieces[-1] += compressor.flush()
+    return pieces
 
 
 class Reply:

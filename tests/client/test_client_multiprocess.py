@@ -68,15 +68,25 @@ def test_two_processes_merge(sim: SimulatorServer, tmp_path: Path) -> None:
     outputs = [w.communicate(timeout=120)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0]
     sums = [json.loads(out) for out in outputs]
+
+    def collected() -> CollectorRegistry:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(multiproc_dir))
+        return registry
+
+    # livesum reads only files of processes not yet marked dead: look before marking them.
+    # Each worker left its own in-flight file, and every attempt it counted it also ended.
+    for worker in workers:
+        assert (multiproc_dir / f"gauge_livesum_{worker.pid}.db").exists()
+    in_flight = {"operation": "messages"}
+    assert collected().get_sample_value("anthropic_client_in_flight_requests", in_flight) == 0
     for worker in workers:
         mark_process_dead(worker.pid, str(multiproc_dir))
+    registry = collected()
+    assert registry.get_sample_value("anthropic_client_in_flight_requests", in_flight) is None  # files gone
 
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(multiproc_dir))
-
-    def value(name: str, **labels: str) -> float:
-        found = registry.get_sample_value(name, labels)
-        return 0.0 if found is None else found
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
 
     duration = "anthropic_client_request_duration_seconds_count"
     common = {"model": MODEL, "operation": "messages"}
@@ -89,8 +99,6 @@ def test_two_processes_merge(sim: SimulatorServer, tmp_path: Path) -> None:
     assert value("anthropic_client_uncached_input_tokens_total", **tier) == sum(s["input"] for s in sums)
     assert value("anthropic_client_output_tokens_total", **tier) == sum(s["output"] for s in sums)
     assert value("anthropic_client_time_to_first_token_seconds_count", **common) == per_process
-    # livesum over live processes: both are gone, nothing is in flight
-    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
     # mostrecent: one value per series, not one per process
     limits = [s for m in registry.collect() if m.name == "anthropic_client_ratelimit_limit" for s in m.samples]
     assert {(s.labels["resource"], s.value) for s in limits if s.labels["model"] == MODEL} == {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -11,9 +13,11 @@ from prometheus_client import CollectorRegistry
 from exporter.client.metrics import DEFAULT_BUCKETS, client_metrics, parse_rfc3339
 from exporter.client.recorder import (
     BODY_SCAN_LIMIT,
+    Recorder,
     SSEParser,
     error_type_for_exception,
     operation_for_path,
+    overlay_usage,
     scan_body,
     token_figures,
 )
@@ -126,6 +130,38 @@ def test_sse_is_parsed_the_same_whatever_the_chunking() -> None:
         assert parsed.first_delta_at is not None
 
 
+def test_sse_null_in_message_delta_keeps_message_start_value() -> None:
+    parser = _parse(
+        [
+            b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":100,'
+            b'"cache_read_input_tokens":50,"cache_creation":{"ephemeral_5m_input_tokens":3,'
+            b'"ephemeral_1h_input_tokens":4},"output_tokens":1,"server_tool_use":{"web_search_requests":2}}}}\n\n',
+            b'event: message_delta\ndata: {"type":"message_delta","usage":{"input_tokens":null,'
+            b'"cache_read_input_tokens":null,"cache_creation":{"ephemeral_5m_input_tokens":null,'
+            b'"ephemeral_1h_input_tokens":6},"output_tokens":7,"server_tool_use":{"web_search_requests":null}}}\n\n',
+        ]
+    )
+    assert parser.usage is not None
+    assert token_figures(parser.usage) == (100, 50, 3, 6, 7, 2)
+
+
+def test_overlay_usage() -> None:
+    start = {"input_tokens": 1, "cache_creation": {"ephemeral_5m_input_tokens": 2}, "service_tier": "standard"}
+    delta = {
+        "input_tokens": 5,
+        "service_tier": None,
+        "cache_creation": {"ephemeral_1h_input_tokens": 3, "ephemeral_5m_input_tokens": None},
+        "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": None},
+    }
+    assert overlay_usage(start, delta) == {
+        "input_tokens": 5,
+        "cache_creation": {"ephemeral_5m_input_tokens": 2, "ephemeral_1h_input_tokens": 3},
+        "service_tier": "standard",
+        "server_tool_use": {"web_search_requests": 1},
+    }
+    assert start == {"input_tokens": 1, "cache_creation": {"ephemeral_5m_input_tokens": 2}, "service_tier": "standard"}
+
+
 def test_sse_error_event() -> None:
     parser = _parse(fake_stream_frames("m", fail=True))
     assert parser.error_type == "overloaded_error"
@@ -176,7 +212,132 @@ def test_error_type_for_exception() -> None:
     assert error_type_for_exception(ReadTimeout()) == "timeout"
     assert error_type_for_exception(TimeoutError()) == "timeout"
     assert error_type_for_exception(ConnectionRefusedError()) == "connection_error"
-    assert error_type_for_exception(KeyboardInterrupt()) == "cancelled"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_request(path: str = "/v1/messages") -> SimpleNamespace:
+    """Shaped like an httpx request, as far as the recorder looks."""
+    return SimpleNamespace(url=SimpleNamespace(path=path), headers={}, content=b'{"model":"m"}')
+
+
+def fake_response(status: int, **headers: str) -> SimpleNamespace:
+    return SimpleNamespace(status_code=status, headers=headers)
+
+
+DURATION_COUNT = "anthropic_client_request_duration_seconds_count"
+
+
+def test_an_interrupt_records_the_duration_and_no_error() -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    recorder = Recorder(registry, clock=clock)
+    for interrupt in (KeyboardInterrupt(), SystemExit()):
+        attempt = recorder.start(fake_request())
+        assert attempt is not None
+        clock.now += 0.25
+        attempt.no_response(interrupt)
+    labels = {"model": "m", "operation": "messages", "status_code": "none", "stream": "false"}
+    assert registry.get_sample_value(DURATION_COUNT, labels) == 2
+    assert registry.get_sample_value("anthropic_client_request_duration_seconds_sum", labels) == 0.5
+    assert [s for m in registry.collect() if m.name == "anthropic_client_errors" for s in m.samples] == []
+
+
+def test_an_abandoned_attempt_is_recorded_on_the_next_call_or_at_close() -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    recorder = Recorder(registry, clock=clock)
+    in_flight = {"operation": "messages"}
+    labels = {"model": "m", "operation": "messages", "status_code": "200", "stream": "false"}
+
+    def abandon_one() -> None:
+        attempt = recorder.start(fake_request())
+        assert attempt is not None
+        clock.now += 1.0
+        attempt.response(fake_response(200))  # the last activity
+        clock.now += 9.0
+        attempt.abandoned()  # what a finalizer does: no recording yet
+
+    abandon_one()
+    assert registry.get_sample_value("anthropic_client_in_flight_requests", in_flight) == 1
+    assert registry.get_sample_value(DURATION_COUNT, labels) is None
+    recorder.start(fake_request("/v1/models"))  # the next request records it
+    assert registry.get_sample_value(DURATION_COUNT, labels) == 1
+    assert registry.get_sample_value("anthropic_client_request_duration_seconds_sum", labels) == 1.0
+    assert registry.get_sample_value("anthropic_client_in_flight_requests", in_flight) == 0
+
+    abandon_one()
+    recorder.close()
+    assert registry.get_sample_value(DURATION_COUNT, labels) == 2
+
+
+def _decoded_attempt(registry: CollectorRegistry, status: int, encoding: str, chunks: list[bytes]) -> None:
+    recorder = Recorder(registry)
+    attempt = recorder.start(fake_request())
+    assert attempt is not None
+    attempt.response(fake_response(status, **{"content-type": "application/json", "content-encoding": encoding}))
+    for chunk in chunks:
+        attempt.feed(chunk)
+    attempt.finish()
+
+
+def test_a_gzip_body_arriving_byte_by_byte_is_decoded() -> None:
+    registry = CollectorRegistry()
+    body = gzip.compress(json.dumps({"type": "message", "usage": FAKE_USAGE}).encode())
+    _decoded_attempt(registry, 200, "gzip", [body[i : i + 1] for i in range(len(body))])
+    tier = {"model": "m", "service_tier": "standard"}
+    assert registry.get_sample_value("anthropic_client_uncached_input_tokens_total", tier) == 10
+    assert registry.get_sample_value("anthropic_client_instrumentation_errors_total", {"stage": "decode"}) == 0
+
+
+def test_a_corrupt_compressed_body_is_counted_once_and_typed_by_status() -> None:
+    registry = CollectorRegistry()
+    _decoded_attempt(registry, 529, "gzip", [b"not gzip at all", b"nor this", b"nor this"])
+    errors = {"model": "m", "operation": "messages", "error_type": "overloaded_error"}
+    assert registry.get_sample_value("anthropic_client_errors_total", errors) == 1
+    assert registry.get_sample_value("anthropic_client_instrumentation_errors_total", {"stage": "decode"}) == 1
+
+
+# metrics.md section 2, written out: not derived from the code under test
+CONTRACT_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+    163.84,
+    327.68,
+    655.36,
+)
+
+
+def test_default_buckets_are_the_contract_boundaries() -> None:
+    assert DEFAULT_BUCKETS == CONTRACT_BUCKETS
+    registry = CollectorRegistry()
+    attempt = Recorder(registry).start(fake_request())
+    assert attempt is not None
+    attempt.finish()
+    for metric in registry.collect():
+        if metric.name == "anthropic_client_request_duration_seconds":
+            les = [s.labels["le"] for s in metric.samples if s.name.endswith("_bucket")]
+            assert les == [*(str(b) for b in CONTRACT_BUCKETS), "+Inf"]
 
 
 def test_metrics_are_shared_per_registry() -> None:

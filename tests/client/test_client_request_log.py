@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sqlite3
@@ -9,14 +10,16 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.client import Recorder, RequestLog
-from exporter.client.request_log import COLUMN_NAMES, RequestRow, format_time
+from exporter.client.request_log import COLUMN_NAMES, RequestLogClosed, RequestRow, format_time
 
 NOW = 1_900_000_000.0  # 2030-03-17T17:46:40Z
 
@@ -93,7 +96,103 @@ def test_rows_are_written_in_wal_mode(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
-    assert not log.submit(row())  # closed: dropped
+    with pytest.raises(RequestLogClosed):
+        log.submit(row())
+    assert log.dropped == 0  # refused, not dropped: that is for a full queue
+
+
+def test_rows_refused_after_close_are_not_counted_as_dropped(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    log = RequestLog(tmp_path / "log.sqlite3")
+    recorder = Recorder(registry, request_log=log)
+    log.close()
+    for _ in range(2):
+        attempt = recorder.start(fake_request())
+        assert attempt is not None
+        attempt.no_response(ConnectionError())
+    assert registry.get_sample_value("anthropic_client_request_log_dropped_total") == 0
+    stage = {"stage": "request_log_closed"}
+    assert registry.get_sample_value("anthropic_client_instrumentation_errors_total", stage) == 2
+    assert (
+        registry.get_sample_value(
+            "anthropic_client_request_duration_seconds_count",
+            {"model": "m", "operation": "messages", "status_code": "none", "stream": "false"},
+        )
+        == 2
+    )
+
+
+class _CloseRacesSubmit(RequestLog):
+    """Runs close() in another thread right after submit() has read ``_closed`` (once)."""
+
+    armed = False
+
+    @property
+    def _closed(self) -> bool:
+        seen = self._closed_value
+        if self.armed:
+            self.armed = False
+            self.closer = threading.Thread(target=self.close)
+            self.closer.start()
+            self.closer.join(0.5)  # finishes, unless submit holds a lock close() needs
+        return seen
+
+    @_closed.setter
+    def _closed(self, value: bool) -> None:
+        self._closed_value = value
+
+
+def test_a_row_accepted_while_closing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    log = _CloseRacesSubmit(path)
+    assert log.submit(row(request_id="before"))
+    assert log.flush()
+    log.armed = True
+    accepted = log.submit(row(request_id="racing"))
+    log.closer.join(10)
+    assert log.flush(1.0)  # no row left behind the writer's stop sentinel
+    assert [r["request_id"] for r in rows_of(path)] == (["before", "racing"] if accepted else ["before"])
+
+
+def test_a_log_nobody_holds_can_be_collected(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path / "log.sqlite3")
+    ref = weakref.ref(log)
+    del log
+    gc.collect()
+    assert ref() is None
+
+
+_UNCLOSED = """
+import sys
+from exporter.client.request_log import RequestLog, RequestRow
+log = RequestLog(sys.argv[1])
+log.submit(RequestRow(1.9e9, "unclosed", "m", "messages", False, "200", None, 1.0,
+                      None, 1, 0, 0, 0, 1, 0, "standard", 0, None))
+"""
+
+
+def test_logs_left_open_are_written_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", _UNCLOSED, str(path)], cwd=root, check=True, timeout=60)
+    assert [r["request_id"] for r in rows_of(path)] == ["unclosed"]
+
+
+def test_a_failed_prune_does_not_fail_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "log.sqlite3"
+    log = RequestLog(path, retention_interval=0.0)
+    failures: list[BaseException] = []
+    log.add_write_error_listener(failures.append)
+
+    def locked(conn: Any = None) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(log, "prune", locked)
+    assert log.submit(row(request_id="kept"))
+    assert log.flush()
+    log.close()
+    assert [r["request_id"] for r in rows_of(path)] == ["kept"]
+    assert (log.write_errors, log.prune_errors, failures) == (0, 1, [])
 
 
 def test_retention_by_age_and_by_rows(tmp_path: Path) -> None:

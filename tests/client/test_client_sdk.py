@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from exporter.simulator import SimulatedOrganization, SimulatorServer
 
 from .fakes import SDK_HTTP, SDK_MAJOR
 
-Value = Callable[..., float]
+Value = Callable[..., float | None]
 KEY = "sk-ant-api03-test"
 MODEL = "claude-haiku-4-5"
 MODELS = ("claude-haiku-4-5", "claude-sonnet-5", "claude-opus-5")
@@ -90,7 +92,7 @@ class Usage:
 
 def duration_count(
     value: Value, model: str = MODEL, status: str = "200", stream: str = "false", operation: str = "messages"
-) -> float:
+) -> float | None:
     return value(f"{DURATION}_count", model=model, operation=operation, status_code=status, stream=stream)
 
 
@@ -131,7 +133,7 @@ def test_sync_create_and_stream_exact_counts(sim: SimulatorServer, registry: Col
     assert duration_count(value, "claude-sonnet-5", stream="true") == 1
     assert duration_count(value, "claude-opus-5", stream="true") == 2
     ttft = "anthropic_client_time_to_first_token_seconds_count"
-    assert value(ttft, model="claude-haiku-4-5", operation="messages") == 0
+    assert value(ttft, model="claude-haiku-4-5", operation="messages") is None
     assert value(ttft, model="claude-sonnet-5", operation="messages") == 1
     assert value(ttft, model="claude-opus-5", operation="messages") == 2
     assert value("anthropic_client_in_flight_requests", operation="messages") == 0
@@ -257,10 +259,10 @@ def test_many_threads_exact_totals(sim: SimulatorServer, registry: CollectorRegi
     for w in workers:
         w.join()
     usage.assert_recorded(value)
-    total = sum(duration_count(value, m, stream=s) for m in MODELS for s in ("true", "false"))
+    total = sum(duration_count(value, m, stream=s) or 0 for m in MODELS for s in ("true", "false"))
     assert total == threads * per_thread
     ttft = sum(
-        value("anthropic_client_time_to_first_token_seconds_count", model=m, operation="messages") for m in MODELS
+        value("anthropic_client_time_to_first_token_seconds_count", model=m, operation="messages") or 0 for m in MODELS
     )
     assert ttft == threads * per_thread / 2
     assert value("anthropic_client_in_flight_requests", operation="messages") == 0
@@ -275,9 +277,39 @@ def test_exemplar_in_openmetrics(sim: SimulatorServer, registry: CollectorRegist
     assert f'# {{request_id="{message._request_id}"}}' in bucket_lines[0]
 
 
-def test_request_log_rows_match_request_ids(sim: SimulatorServer, registry: CollectorRegistry, tmp_path: Path) -> None:
-    import sqlite3
+def test_abandoned_stream_collected_under_a_held_lock(
+    sim: SimulatorServer, registry: CollectorRegistry, value: Value, tmp_path: Path
+) -> None:
+    """A stream dropped unread: the 0.x SDK's Stream is a reference cycle, so the garbage
+    collector finalizes it (and closes the response) in whatever thread allocates next, maybe
+    one holding the request log's lock. Nothing may be recorded there; the next request does."""
+    log = RequestLog(tmp_path / "requests.sqlite3")
+    client = instrument(anthropic.Anthropic(api_key=KEY, base_url=sim.url), registry=registry, request_log=log)
+    gc.disable()
+    try:
+        stream = client.messages.create(model=MODEL, stream=True, **ask("abandon me"))
+        next(iter(stream))
+        del stream
 
+        def collect_inside_submit() -> None:
+            with log._lock:
+                gc.collect()
+
+        thread = threading.Thread(target=collect_inside_submit, daemon=True)
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive(), "deadlocked: a finalizer recorded under the log's lock"
+    finally:
+        gc.enable()
+    client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "next"}])
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+    assert duration_count(value, stream="true") == 1
+    log.close()
+    rows = sqlite3.connect(tmp_path / "requests.sqlite3").execute("SELECT operation, stream FROM requests")
+    assert sorted(rows.fetchall()) == [("count_tokens", 0), ("messages", 1)]
+
+
+def test_request_log_rows_match_request_ids(sim: SimulatorServer, registry: CollectorRegistry, tmp_path: Path) -> None:
     log = RequestLog(tmp_path / "requests.sqlite3")
     client = instrument(
         anthropic.Anthropic(api_key=KEY, base_url=sim.url, max_retries=0), registry=registry, request_log=log

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import importlib
 import json
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.client import AsyncInstrumentedTransport, InstrumentedTransport, Recorder, instrument
+from exporter.client import AsyncInstrumentedTransport, InstrumentedTransport, Recorder, RequestLog, instrument
 from exporter.client import recorder as recorder_module
 
-from .fakes import FAKE_USAGE, FakeAPI, Reply, fake_stream_frames
+from .fakes import FAKE_USAGE, FakeAPI, Reply, compressed_frames, fake_stream_frames
 
-Value = Callable[..., float]
+Value = Callable[..., float | None]
 DURATION = "anthropic_client_request_duration_seconds"
 
 
@@ -49,7 +53,7 @@ def count(
     operation: str = "messages",
     status: str = "200",
     stream: str = "false",
-) -> float:
+) -> float | None:
     return value(f"{DURATION}_count", model=model, operation=operation, status_code=status, stream=stream)
 
 
@@ -69,7 +73,9 @@ def test_non_streaming(lib: Any, fake_api: FakeAPI, registry: CollectorRegistry,
     assert response.json()["usage"] == FAKE_USAGE
     assert count(value) == 1
     assert_fake_usage(value)
-    assert value("anthropic_client_time_to_first_token_seconds_count", model="claude-plain", operation="messages") == 0
+    assert (
+        value("anthropic_client_time_to_first_token_seconds_count", model="claude-plain", operation="messages") is None
+    )
     assert value("anthropic_client_in_flight_requests", operation="messages") == 0
     labels = {"model": "claude-plain"}
     assert value("anthropic_client_ratelimit_limit", **labels, resource="requests") == 50
@@ -122,12 +128,12 @@ def test_stream_closed_early_records_what_it_saw(
         value(
             "anthropic_client_errors_total", model="claude-plain", operation="messages", error_type="connection_error"
         )
-        == 0
+        is None
     )
     assert value("anthropic_client_in_flight_requests", operation="messages") == 0
 
 
-def test_stream_dropped_unclosed_is_recorded_when_collected(
+def test_stream_dropped_unclosed_is_recorded_on_the_next_request(
     lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
 ) -> None:
     with client_for(lib, registry) as client:
@@ -138,8 +144,110 @@ def test_stream_dropped_unclosed_is_recorded_when_collected(
         assert value("anthropic_client_in_flight_requests", operation="messages") == 1
         del chunks, response  # (httpx2 closes a response whose iterator is collected)
         gc.collect()
+        client.get(fake_api.url + "/v1/models")  # the next request records the dropped one
         assert value("anthropic_client_in_flight_requests", operation="messages") == 0
         assert count(value, stream="true") == 1
+
+
+def test_stream_collected_under_a_held_lock_does_not_deadlock(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value, tmp_path: Path
+) -> None:
+    """The garbage collector finalizes a dropped response in whatever thread allocates, maybe
+    one inside RequestLog.submit; recording there would wait forever on the lock it holds."""
+    log = RequestLog(tmp_path / "requests.sqlite3")
+    recorder = Recorder(registry, request_log=log)
+    with lib.Client(transport=InstrumentedTransport(lib.HTTPTransport(), recorder)) as client:
+        request = client.build_request("POST", fake_api.url + "/v1/messages", json=STREAM_BODY)
+        response = client.send(request, stream=True)
+        chunks = response.iter_raw()
+        next(chunks)
+        cycle: list[Any] = [response, chunks]
+        cycle.append(cycle)  # only the cycle collector frees it, as the 0.x SDK's streams
+        gc.disable()
+        try:
+            del response, chunks, cycle
+
+            def collect_inside_submit() -> None:
+                with log._lock:
+                    gc.collect()
+
+            thread = threading.Thread(target=collect_inside_submit, daemon=True)
+            thread.start()
+            thread.join(5)
+            assert not thread.is_alive(), "deadlocked: a finalizer recorded under the log's lock"
+        finally:
+            gc.enable()
+        assert value("anthropic_client_in_flight_requests", operation="messages") == 1  # not yet
+        client.get(fake_api.url + "/v1/models")
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+    assert count(value, stream="true") == 1
+    log.close()
+    rows = sqlite3.connect(tmp_path / "requests.sqlite3").execute("SELECT operation, stream FROM requests")
+    assert sorted(rows.fetchall()) == [("messages", 1), ("models", 0)]
+
+
+def test_cancelled_request_records_its_duration_but_no_error(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    fake_api.script(Reply.json(200, {}, delay=1.0))
+
+    async def run() -> None:
+        async with async_client_for(lib, registry) as client:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.post(fake_api.url + "/v1/messages", json=BODY), 0.1)
+
+    asyncio.run(run())
+    assert count(value, status="none") == 1
+    errors = [s for m in registry.collect() if m.name == "anthropic_client_errors" for s in m.samples]
+    assert errors == []
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_responses_are_read_decompressed(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value, encoding: str
+) -> None:
+    message = json.dumps({"type": "message", "usage": FAKE_USAGE}).encode()
+    # 503 is not in the status table: only the body can say overloaded_error
+    error = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "x"}}).encode()
+    frames = fake_stream_frames("claude-plain")
+    zipped = {"content-encoding": encoding}
+    fake_api.script(
+        Reply(200, {"content-type": "application/json", **zipped}, compressed_frames([message], encoding)),
+        Reply(503, {"content-type": "application/json", **zipped}, compressed_frames([error], encoding)),
+        Reply(200, {"content-type": "text/event-stream", **zipped}, compressed_frames(frames, encoding)),
+    )
+    with client_for(lib, registry) as client:
+        assert client.post(fake_api.url + "/v1/messages", json=BODY).json()["usage"] == FAKE_USAGE
+        assert client.post(fake_api.url + "/v1/messages", json=BODY).status_code == 503
+        streamed = client.post(fake_api.url + "/v1/messages", json=STREAM_BODY).content
+    assert streamed == b"".join(frames)  # the caller still decodes the untouched bytes
+    assert_fake_usage(value, times=2)
+    labels = {"model": "claude-plain", "operation": "messages"}
+    assert value("anthropic_client_errors_total", **labels, error_type="overloaded_error") == 1
+    assert value("anthropic_client_errors_total", **labels, error_type="unknown") is None
+    assert value("anthropic_client_time_to_first_token_seconds_count", **labels) == 1
+    assert value("anthropic_client_instrumentation_errors_total", stage="decode") == 0
+
+
+def test_an_encoding_that_cannot_be_decoded_falls_back_and_is_counted_once(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    opaque = [b"\x1b\x00\x01 not json", b"\x02 more", b"\x03 and more"]  # as br would look
+    fake_api.script(
+        Reply(529, {"content-type": "application/json", "content-encoding": "br"}, opaque),
+        Reply(200, {"content-type": "text/event-stream", "content-encoding": "br"}, opaque),
+    )
+    with client_for(lib, registry) as client:
+        for body in (BODY, STREAM_BODY):
+            with client.stream("POST", fake_api.url + "/v1/messages", json=body) as response:
+                assert b"".join(response.iter_raw()) == b"".join(opaque)
+    labels = {"model": "claude-plain", "operation": "messages"}
+    assert value("anthropic_client_errors_total", **labels, error_type="overloaded_error") == 1  # by status
+    assert value("anthropic_client_time_to_first_token_seconds_count", **labels) is None
+    assert value("anthropic_client_output_tokens_total", model="claude-plain", service_tier="unknown") is None
+    assert count(value, stream="true") == 1
+    assert value("anthropic_client_instrumentation_errors_total", stage="decode") == 2  # one per attempt
 
 
 def test_error_event_inside_a_200_stream(
@@ -284,6 +392,20 @@ def test_instrument_a_plain_client_and_a_mock_transport(lib: Any, registry: Coll
     assert count(value, operation="count_tokens") == 1
     assert count(value, model="unknown", operation="models") == 1
     assert_fake_usage(value)  # count_tokens' usage-free body counts nothing
+
+
+def test_a_compressed_body_the_library_read_already_is_not_decoded_twice(
+    lib: Any, registry: CollectorRegistry, value: Value
+) -> None:
+    body = gzip.compress(json.dumps({"usage": FAKE_USAGE}).encode())
+
+    def handler(request: Any) -> Any:  # built from bytes: read (and decoded) before we see it
+        return lib.Response(200, content=body, headers={"content-encoding": "gzip"})
+
+    client = instrument(lib.Client(transport=lib.MockTransport(handler)), registry=registry)
+    assert client.post("http://api.test/v1/messages", json=BODY).json() == {"usage": FAKE_USAGE}
+    assert_fake_usage(value)
+    assert value("anthropic_client_instrumentation_errors_total", stage="decode") == 0
 
 
 def test_a_body_that_is_not_json_has_model_unknown(
