@@ -73,9 +73,6 @@ class ClientMetrics:
     instrumentation_errors: Counter
     request_log_dropped: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
-    _ratelimit_headers: dict[str, dict[str, tuple[Any, Callable[[str], float]]]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: ``labels()`` validates and locks every time,
@@ -92,25 +89,32 @@ class ClientMetrics:
         with contextlib.suppress(Exception):
             self.instrumentation_errors.labels("log_write").inc()
 
-    def ratelimit_headers(self, model: str) -> dict[str, tuple[Any, Callable[[str], float]]]:
-        """For ``model``: response header name -> (its gauge, how to parse the header's value)."""
-        known = self._ratelimit_headers.get(model)
-        if known is not None:
-            return known
-        headers: dict[str, tuple[Any, Callable[[str], float]]] = {}
-        for resource in RATELIMIT_RESOURCES:
-            prefix = "anthropic-ratelimit-" + resource.replace("_", "-")
-            headers[prefix + "-limit"] = (self.ratelimit_limit.labels(model, resource), float)
-            headers[prefix + "-remaining"] = (self.ratelimit_remaining.labels(model, resource), float)
-            headers[prefix + "-reset"] = (self.ratelimit_reset.labels(model, resource), parse_rfc3339)
-        self._ratelimit_headers[model] = headers
-        return headers
+    def ratelimit_gauge(self, model: str, header: str) -> tuple[Any, Callable[[str], float]] | None:
+        """The gauge a rate-limit response header sets for ``model`` and how to parse its value.
+
+        Created only when a response carries that header: a resource the API does not report
+        must not show as a limit of 0.
+        """
+        spec = _RATELIMIT_HEADERS.get(header)
+        if spec is None:
+            return None
+        metric_name, resource, parse = spec
+        return self.child(getattr(self, metric_name), model, resource), parse
 
 
 @functools.lru_cache(maxsize=64)  # a reset time repeats on every response until it passes
 def parse_rfc3339(value: str) -> float:
     """Unix timestamp of an RFC 3339 date-time (``Z`` or an offset)."""
     return datetime.fromisoformat(value.strip()).timestamp()
+
+
+# anthropic-ratelimit-<resource>-{limit,remaining,reset} -> (ClientMetrics field, resource, parser)
+_RATELIMIT_HEADERS: dict[str, tuple[str, str, Callable[[str], float]]] = {
+    f"anthropic-ratelimit-{resource.replace('_', '-')}-{kind}": (f"ratelimit_{field_name}", resource, parse)
+    for resource in RATELIMIT_RESOURCES
+    for kind, field_name, parse in (("limit", "limit", float), ("remaining", "remaining", float),
+                                    ("reset", "reset", parse_rfc3339))
+}
 
 
 _lock = threading.Lock()

@@ -475,12 +475,12 @@ class Attempt:
             self.status_code = str(status)
             content_type = ""
             content_encoding = ""
-            ratelimits = self.recorder.metrics.ratelimit_headers(self.model)
+            metrics = self.recorder.metrics
             headers = response.headers
             # one pass over the headers: a lookup by name scans them all, and there are 15
             for name, value in getattr(headers, "multi_items", headers.items)():
                 if name.startswith("anthropic-ratelimit-"):
-                    gauge = ratelimits.get(name)
+                    gauge = metrics.ratelimit_gauge(self.model, name)
                     if gauge is not None:
                         self._set_gauge(gauge, value)
                 elif name == "request-id":

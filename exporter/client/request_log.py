@@ -96,13 +96,25 @@ def format_time(unix: float) -> str:
 
 def connect(path: str | os.PathLike[str], *, timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """A connection in autocommit mode with the busy timeout set, the schema created, WAL on."""
-    conn = sqlite3.connect(os.fspath(path), timeout=timeout_ms / 1000, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, fast commits
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    return conn
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        conn = sqlite3.connect(os.fspath(path), timeout=timeout_ms / 1000, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, fast commits
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            # Several processes creating the file at once: switching it to WAL can report busy
+            # without waiting for the busy timeout, so wait and try again here.
+            busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class RequestLogClosed(RuntimeError):

@@ -130,21 +130,12 @@ anthropic_client_in_flight_requests{operation="messages"} 0.0
 # HELP anthropic_client_ratelimit_limit From the anthropic-ratelimit-<resource>-limit header of the newest Anthropic API response (POST /v1/messages and others) for the model.
 # TYPE anthropic_client_ratelimit_limit gauge
 anthropic_client_ratelimit_limit{model="claude-golden",resource="requests"} 50.0
-anthropic_client_ratelimit_limit{model="claude-golden",resource="tokens"} 0.0
-anthropic_client_ratelimit_limit{model="claude-golden",resource="input_tokens"} 0.0
-anthropic_client_ratelimit_limit{model="claude-golden",resource="output_tokens"} 0.0
 # HELP anthropic_client_ratelimit_remaining From the anthropic-ratelimit-<resource>-remaining header of the newest Anthropic API response (POST /v1/messages and others) for the model.
 # TYPE anthropic_client_ratelimit_remaining gauge
 anthropic_client_ratelimit_remaining{model="claude-golden",resource="requests"} 49.0
-anthropic_client_ratelimit_remaining{model="claude-golden",resource="tokens"} 0.0
-anthropic_client_ratelimit_remaining{model="claude-golden",resource="input_tokens"} 0.0
-anthropic_client_ratelimit_remaining{model="claude-golden",resource="output_tokens"} 0.0
 # HELP anthropic_client_ratelimit_reset_timestamp_seconds From the anthropic-ratelimit-<resource>-reset header (RFC 3339) of the newest Anthropic API response (POST /v1/messages and others) for the model, as a Unix timestamp.
 # TYPE anthropic_client_ratelimit_reset_timestamp_seconds gauge
 anthropic_client_ratelimit_reset_timestamp_seconds{model="claude-golden",resource="requests"} 1.893456e+09
-anthropic_client_ratelimit_reset_timestamp_seconds{model="claude-golden",resource="tokens"} 0.0
-anthropic_client_ratelimit_reset_timestamp_seconds{model="claude-golden",resource="input_tokens"} 0.0
-anthropic_client_ratelimit_reset_timestamp_seconds{model="claude-golden",resource="output_tokens"} 0.0
 # HELP anthropic_client_instrumentation_errors Failures inside the client middleware's own recording, by stage (counted by the middleware, not read from the API); the API call itself is unaffected.
 # TYPE anthropic_client_instrumentation_errors counter
 anthropic_client_instrumentation_errors_total{stage="request"} 0.0
