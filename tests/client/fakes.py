@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import socket
 import sys
@@ -254,3 +255,17 @@ class _QuietServer(ThreadingHTTPServer):
         # Clients that drop kept-alive connections are part of the tests; other errors are not.
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+
+def collect_garbage_holding(lock: Any) -> None:
+    """Run a garbage collection in another thread while it holds ``lock``; fail if that deadlocks
+    (a finalizer that records would need the same lock)."""
+
+    def collect_inside() -> None:
+        with lock:
+            gc.collect()
+
+    thread = threading.Thread(target=collect_inside, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "deadlocked: a finalizer recorded under the log's lock"

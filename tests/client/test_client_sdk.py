@@ -20,7 +20,7 @@ from exporter.client import InstrumentedTransport, RequestLog, client_metrics, i
 from exporter.client.recorder import BODY_SCAN_LIMIT
 from exporter.simulator import SimulatedOrganization, SimulatorServer
 
-from .fakes import SDK_HTTP, SDK_MAJOR
+from .fakes import SDK_HTTP, SDK_MAJOR, collect_garbage_holding
 
 Value = Callable[..., float | None]
 KEY = "sk-ant-api03-test"
@@ -291,14 +291,7 @@ def test_abandoned_stream_collected_under_a_held_lock(
         next(iter(stream))
         del stream
 
-        def collect_inside_submit() -> None:
-            with log._lock:
-                gc.collect()
-
-        thread = threading.Thread(target=collect_inside_submit, daemon=True)
-        thread.start()
-        thread.join(5)
-        assert not thread.is_alive(), "deadlocked: a finalizer recorded under the log's lock"
+        collect_garbage_holding(log._lock)
     finally:
         gc.enable()
     client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "next"}])

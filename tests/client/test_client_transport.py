@@ -8,7 +8,6 @@ import gzip
 import importlib
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from exporter.client import AsyncInstrumentedTransport, InstrumentedTransport, Recorder, RequestLog, instrument
 from exporter.client import recorder as recorder_module
 
-from .fakes import FAKE_USAGE, FakeAPI, Reply, compressed_frames, fake_stream_frames
+from .fakes import FAKE_USAGE, FakeAPI, Reply, collect_garbage_holding, compressed_frames, fake_stream_frames
 
 Value = Callable[..., float | None]
 DURATION = "anthropic_client_request_duration_seconds"
@@ -166,15 +165,7 @@ def test_stream_collected_under_a_held_lock_does_not_deadlock(
         gc.disable()
         try:
             del response, chunks, cycle
-
-            def collect_inside_submit() -> None:
-                with log._lock:
-                    gc.collect()
-
-            thread = threading.Thread(target=collect_inside_submit, daemon=True)
-            thread.start()
-            thread.join(5)
-            assert not thread.is_alive(), "deadlocked: a finalizer recorded under the log's lock"
+            collect_garbage_holding(log._lock)
         finally:
             gc.enable()
         assert value("anthropic_client_in_flight_requests", operation="messages") == 1  # not yet
