@@ -290,7 +290,13 @@ class RequestLog:
             conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR, ...): a
+            # ROLLBACK then fails with "no transaction is active" and would replace the cause.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:  # the cause above is what gets reported
+                    log.debug("could not roll back the request log %s: %s", self.path, exc)
             raise
 
     def prune(self, conn: sqlite3.Connection | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing
 import os
 import sqlite3
@@ -19,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.client import Recorder, RequestLog
+from exporter.client import request_log as request_log_module
 from exporter.client.request_log import COLUMN_NAMES, RequestLogClosed, RequestRow, format_time
 
 NOW = 1_900_000_000.0  # 2030-03-17T17:46:40Z
@@ -320,13 +322,37 @@ def test_a_forked_child_starts_its_own_writer(tmp_path: Path) -> None:
     assert {r["request_id"] for r in rows_of(path)} == {"from-the-parent", "from-the-child"}
 
 
-def test_write_failures_are_counted(tmp_path: Path) -> None:
+def test_a_full_disk_is_logged_and_counted_and_the_writer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real SQLITE_FULL: SQLite rolls the transaction back itself, so the writer must not
+    try again (that fails with "cannot rollback" and hides the cause)."""
+    path = tmp_path / "log.sqlite3"
     registry = CollectorRegistry()
-    log = RequestLog(tmp_path / "missing-dir" / "log.sqlite3")
+    log = RequestLog(path)
     Recorder(registry, request_log=log)
-    Recorder(registry, request_log=log)  # a second client on the same registry and log
-    log.submit(row())
-    assert log.flush()
+    Recorder(registry, request_log=log)  # a second client on the same registry and log: counted once
+    real_connect = request_log_module.connect
+    connections: list[sqlite3.Connection] = []
+
+    def connect_with_a_full_disk(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real_connect(*args, **kwargs)
+        if not connections:  # the writer's first connection: the file may not grow at all
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {pages}")
+        connections.append(conn)
+        return conn
+
+    monkeypatch.setattr(request_log_module, "connect", connect_with_a_full_disk)
+    with caplog.at_level(logging.DEBUG, logger="exporter.client.request_log"):
+        assert log.submit(row(request_id="x" * 20_000))  # overflow pages: the file must grow
+        assert log.flush()
+        assert log.submit(row(request_id="after"))  # a new connection, no cap: written
+        assert log.flush()
     log.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [f"could not write the request log {path}: database or disk is full"]
     assert log.write_errors == 1
     assert registry.get_sample_value("anthropic_client_instrumentation_errors_total", {"stage": "log_write"}) == 1
+    assert len(connections) == 2
+    assert [r["request_id"] for r in rows_of(path)] == ["after"]
