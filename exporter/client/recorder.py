@@ -454,6 +454,8 @@ class Attempt:
         self._reading = False
         self._decoder: Any = None  # a zlib decompressor for gzip / deflate bodies
         self._undecodable: str | None = None  # a content-encoding we cannot undo (br, zstd)
+        # The open attempts of the transport that sent it, while its body is open (see transport.py).
+        self.open_in: set[Attempt] | None = None
         metrics = recorder.metrics
         self._in_flight = metrics.child(metrics.in_flight, self.operation)
         self._in_flight.inc()  # last: nothing below may fail once it is counted
@@ -615,6 +617,8 @@ class Attempt:
                 self._in_flight.dec()
             except Exception as exc:
                 self.recorder.failed("record", exc)
+            if self.open_in is not None:
+                self.open_in.discard(self)
 
     def abandoned(self) -> None:
         """The response was dropped unclosed; called from a finalizer.

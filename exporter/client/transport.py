@@ -8,10 +8,13 @@ Compose one around the transport a client would use, for example::
 The wrapper passes the request through unchanged, then replaces the response's byte stream by
 one that hands each chunk to the recorder before the caller gets it (nothing is buffered or
 delayed), and records when the body ends or is closed. A body dropped unclosed is only queued
-by its ``__del__`` and recorded on the recorder's next call (see recorder.py). Neither httpx
-nor httpx2 is imported here: the stream classes are derived from whichever library built the
-response, because clients assert that a transport's stream is their own ``SyncByteStream`` /
-``AsyncByteStream``.
+by its ``__del__`` and recorded on the recorder's next call (see recorder.py). Closing the
+transport (``close`` or leaving ``with``) records those, and ends the bodies still open: their
+connections close with it.
+
+Neither httpx nor httpx2 is imported here: the stream classes are derived from whichever
+library built the response, because clients assert that a transport's stream is their own
+``SyncByteStream`` / ``AsyncByteStream``.
 """
 
 from __future__ import annotations
@@ -99,8 +102,11 @@ def _body_classes(library: str) -> tuple[type[_SyncBody], type[_AsyncBody]]:
     return sync_cls, async_cls
 
 
-def _observe_response(attempt: Attempt, response: Any, is_async: bool) -> Any:
-    """Let ``attempt`` see the response and its body; returns the response (same object)."""
+def _observe_response(attempt: Attempt, response: Any, is_async: bool, open_attempts: set[Attempt]) -> Any:
+    """Let ``attempt`` see the response and its body; returns the response (same object).
+
+    While the body is open the attempt is in ``open_attempts`` (it leaves it when it finishes).
+    """
     attempt.response(response)
     try:
         if response.is_closed:  # read already (e.g. a MockTransport response built from bytes)
@@ -111,10 +117,21 @@ def _observe_response(attempt: Attempt, response: Any, is_async: bool) -> Any:
         library = type(response).__module__.partition(".")[0]
         sync_cls, async_cls = _body_classes(library)
         response.stream = (async_cls if is_async else sync_cls)(response.stream, attempt)
+        attempt.open_in = open_attempts
+        open_attempts.add(attempt)
     except Exception as exc:  # leave the response as it was; record what we have
         attempt.recorder.failed("response", exc)
         attempt.finish()
     return response
+
+
+def _end_attempts(recorder: Recorder, open_attempts: set[Attempt]) -> None:
+    """The transport is closing, and its connections with it: record what was dropped (as
+    ending at its last activity), then end the bodies still open, whose connections go now
+    (else they would count as in flight for ever, unless read again)."""
+    recorder.record_abandoned()
+    for attempt in open_attempts.copy():  # (copy: atomic, and finish() removes them)
+        attempt.finish()
 
 
 class InstrumentedTransport:
@@ -123,6 +140,7 @@ class InstrumentedTransport:
     def __init__(self, transport: Any, recorder: Recorder | None = None) -> None:
         self.transport = transport
         self.recorder = recorder if recorder is not None else Recorder()
+        self._open_attempts: set[Attempt] = set()
 
     def handle_request(self, request: Any) -> Any:
         attempt = self.recorder.start(request)
@@ -133,17 +151,18 @@ class InstrumentedTransport:
         except BaseException as exc:
             attempt.no_response(exc)
             raise
-        return _observe_response(attempt, response, is_async=False)
+        return _observe_response(attempt, response, False, self._open_attempts)
 
     def close(self) -> None:
-        self.recorder.record_abandoned()
+        _end_attempts(self.recorder, self._open_attempts)
         self.transport.close()
 
     def __enter__(self) -> InstrumentedTransport:
         self.transport.__enter__()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: Any) -> None:  # (what httpx's Client.__exit__ calls, not close)
+        _end_attempts(self.recorder, self._open_attempts)
         self.transport.__exit__(*exc_info)
 
     def __repr__(self) -> str:
@@ -156,6 +175,7 @@ class AsyncInstrumentedTransport:
     def __init__(self, transport: Any, recorder: Recorder | None = None) -> None:
         self.transport = transport
         self.recorder = recorder if recorder is not None else Recorder()
+        self._open_attempts: set[Attempt] = set()
 
     async def handle_async_request(self, request: Any) -> Any:
         attempt = self.recorder.start(request)
@@ -166,10 +186,10 @@ class AsyncInstrumentedTransport:
         except BaseException as exc:
             attempt.no_response(exc)
             raise
-        return _observe_response(attempt, response, is_async=True)
+        return _observe_response(attempt, response, True, self._open_attempts)
 
     async def aclose(self) -> None:
-        self.recorder.record_abandoned()
+        _end_attempts(self.recorder, self._open_attempts)
         await self.transport.aclose()
 
     async def __aenter__(self) -> AsyncInstrumentedTransport:
@@ -177,6 +197,7 @@ class AsyncInstrumentedTransport:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        _end_attempts(self.recorder, self._open_attempts)
         await self.transport.__aexit__(*exc_info)
 
     def __repr__(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import importlib
@@ -146,6 +147,65 @@ def test_stream_dropped_unclosed_is_recorded_on_the_next_request(
         client.get(fake_api.url + "/v1/models")  # the next request records the dropped one
         assert value("anthropic_client_in_flight_requests", operation="messages") == 0
         assert count(value, stream="true") == 1
+
+
+def test_leaving_the_client_ends_a_stream_still_open(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    """``with client:`` closes the connections, an open stream's too: the attempt ends there."""
+    frames = fake_stream_frames("claude-plain")
+    fake_api.script(Reply(200, {"content-type": "text/event-stream"}, frames, frame_delay=0.02))
+    with client_for(lib, registry) as client:
+        response = client.send(client.build_request("POST", fake_api.url + "/v1/messages", json=STREAM_BODY), stream=True)
+        chunks = response.iter_raw()
+        next(chunks)
+        assert value("anthropic_client_in_flight_requests", operation="messages") == 1
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+    assert count(value, stream="true") == 1
+    with contextlib.suppress(lib.TransportError):  # its connection is gone; recorded already
+        list(chunks)
+    assert count(value, stream="true") == 1
+    assert not [s for m in registry.collect() if m.name == "anthropic_client_errors" for s in m.samples]
+
+
+def test_leaving_an_async_client_ends_a_stream_still_open(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    frames = fake_stream_frames("claude-plain")
+    fake_api.script(Reply(200, {"content-type": "text/event-stream"}, frames, frame_delay=0.02))
+
+    async def run() -> None:
+        async with async_client_for(lib, registry) as client:
+            request = client.build_request("POST", fake_api.url + "/v1/messages", json=STREAM_BODY)
+            response = await client.send(request, stream=True)
+            chunks = response.aiter_raw()
+            await anext(chunks)
+            assert value("anthropic_client_in_flight_requests", operation="messages") == 1
+        # checked before the event loop's shutdown closes the body's generators
+        assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+        assert count(value, stream="true") == 1
+        with contextlib.suppress(lib.TransportError):
+            async for _ in chunks:
+                pass
+        assert count(value, stream="true") == 1
+        await response.aclose()
+
+    asyncio.run(run())
+    assert not [s for m in registry.collect() if m.name == "anthropic_client_errors" for s in m.samples]
+
+
+def test_a_stream_dropped_before_leaving_the_client_is_recorded_on_exit(
+    lib: Any, fake_api: FakeAPI, registry: CollectorRegistry, value: Value
+) -> None:
+    with client_for(lib, registry) as client:
+        request = client.build_request("POST", fake_api.url + "/v1/messages", json=STREAM_BODY)
+        response = client.send(request, stream=True)
+        chunks = response.iter_raw()
+        next(chunks)
+        del chunks, response
+        gc.collect()
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+    assert count(value, stream="true") == 1
 
 
 def test_stream_collected_under_a_held_lock_does_not_deadlock(
