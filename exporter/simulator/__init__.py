@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from exporter.simulator.org import SimulatedOrganization, UsageEvent
+from exporter.simulator.org import MeteredUsage, SimulatedOrganization, UsageEvent
 from exporter.simulator.server import ADMIN_KEY, RecordedRequest, SimulatorServer
 
 __all__ = [
     "ADMIN_KEY",
+    "MeteredUsage",
     "RecordedRequest",
     "SimulatedOrganization",
     "SimulatorServer",

@@ -79,6 +79,21 @@ class UsageEvent:
     cache_creation_1h: int
     output_tokens: int
     web_search_requests: int
+    speed: str = "standard"  # "fast": fast mode (Opus 5 and 4.8, and later models that GA it)
+    account_id: str | None = None  # the user who sent it with OAuth
+    service_account_id: str | None = None  # the service account that sent it (OIDC federation)
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredUsage:
+    """Time-billed usage that only the cost report shows: code execution container-hours and
+    Managed Agents session-hours. The usage report has no counter for either."""
+
+    timestamp: datetime
+    workspace_id: str | None  # None: the Default Workspace
+    cost_type: str  # "code_execution" or "session_usage"
+    hours: Decimal  # container-hours or session-hours used, to the hundredth of an hour
+    cents: Decimal  # what it costs: its hours beyond the month's free allowance, priced
 
 
 def make_id(prefix: str, rng: random.Random) -> str:
@@ -92,12 +107,9 @@ def format_time(moment: datetime) -> str:
 
 
 def dimension_value(event: UsageEvent, dimension: str) -> str | None:
-    """The value a usage report row shows for a grouped dimension."""
-    if dimension == "speed":
-        return "standard"  # fast mode is not simulated
-    if dimension in ("account_id", "service_account_id"):
-        return None  # all simulated traffic uses API keys or the Console, never OAuth/OIDC
-    return getattr(event, dimension)
+    """The value a usage report row shows for a grouped dimension (one of USAGE_DIMENSIONS)."""
+    value: str | None = getattr(event, dimension)
+    return value
 
 
 # --- Prices (anthropic-api.md §10), USD per million tokens -------------------------------------
@@ -166,7 +178,13 @@ _DATE_SUFFIX = re.compile(r"-\d{8}$")
 _MILLION = Decimal(1_000_000)
 _BATCH_DISCOUNT = Decimal("0.5")
 _US_PREMIUM = Decimal("1.1")
+# Fast mode doubles the input and output rates; the cache rates are multiples of the input
+# rate, so they double too. It stacks with the `us` premium but not with Batch.
+_FAST_MODE_PREMIUM = Decimal(2)
 WEB_SEARCH_CENTS = Decimal(1)  # $10 per 1,000 searches
+CODE_EXECUTION_CENTS_PER_HOUR = Decimal(5)  # $0.05 per container-hour beyond the free hours
+CODE_EXECUTION_FREE_HOURS = Decimal(1550)  # per organization and UTC calendar month
+SESSION_CENTS_PER_HOUR = Decimal(8)  # Managed Agents: $0.08 per session-hour
 
 
 def _family(model: str) -> tuple[_Prices, bool]:
@@ -180,13 +198,17 @@ def is_dated_model(model: str) -> bool:
 
 
 def token_price_cents(
-    model: str, token_type: str, service_tier: str, inference_geo: str
+    model: str, token_type: str, service_tier: str, inference_geo: str, speed: str = "standard"
 ) -> Decimal:
-    """Price of one token in cents, with the batch discount and the `us` premium applied.
+    """Price of one token in cents, with the batch discount, the fast-mode premium and the `us`
+    premium applied.
 
     The long-context premium is not applied: since 2026-03 the 1M window bills at standard
-    rates, and the simulator's history is recent (anthropic-api.md §10).
+    rates, and the simulator's history is recent. Fast mode cannot be combined with Batch, so
+    asking for that price is an error.
     """
+    if speed == "fast" and service_tier == "batch":
+        raise ValueError("fast mode is not available for batch requests")
     prices, geo_premium = _family(model)
     per_million = {
         "uncached_input_tokens": prices.input,
@@ -198,6 +220,8 @@ def token_price_cents(
     cents = per_million * 100 / _MILLION
     if service_tier == "batch":
         cents *= _BATCH_DISCOUNT
+    if speed == "fast":
+        cents *= _FAST_MODE_PREMIUM
     if geo_premium and inference_geo == "us":
         cents *= _US_PREMIUM
     return cents
@@ -212,21 +236,33 @@ _TOKEN_LABELS = {
 }
 
 
-def cost_description(key: CostKey) -> str:
-    """The cost report's free-text description of a cost_totals() key.
+_NON_TOKEN_DESCRIPTIONS = {
+    "web_search": "Web Search Usage",
+    "code_execution": "Code Execution Usage",
+    "session_usage": "Managed Agents Session Usage",
+}
 
-    Unique per (model, token_type, tier, window, geo): qualifiers are appended for batch, the
-    long context window and the `us` geo. The wording is invented; the exporter never parses it.
+
+def cost_description(key: CostKey, speed: str = "standard") -> str:
+    """The cost report's free-text description of a cost_totals() key, for traffic at `speed`.
+
+    Unique per (model, token_type, tier, window, geo, speed): qualifiers are appended for batch,
+    the long context window, fast mode and the `us` geo. Cost rows no longer carry a `speed`
+    field, so fast-mode cost comes in rows of its own description whose other fields equal those
+    of the standard-speed row. The wording is invented except "Web Search Usage" and "Code
+    Execution Usage"; the exporter never parses it.
     """
     _, cost_type, model, token_type, tier, window, geo = key
-    if cost_type == "web_search":
-        return "Web Search Usage"
+    if cost_type in _NON_TOKEN_DESCRIPTIONS:
+        return _NON_TOKEN_DESCRIPTIONS[cost_type]
     assert model is not None and token_type is not None
     text = f"{_DISPLAY_NAMES.get(model, model)} Usage - {_TOKEN_LABELS[token_type]}"
     if tier == "batch":
         text += ", Batch"
     if window == "200k-1M":
         text += ", Long Context"
+    if speed == "fast":
+        text += ", Fast Mode"
     if geo == "us":
         text += ", US"
     return text
@@ -262,6 +298,7 @@ class _Key(NamedTuple):
 
 
 SDK_KEY_NAME = "SDK Traffic"
+SERVICE_ACCOUNT_KEY_NAME = "Agents Workload Identity"
 _SDK_WORKSPACE = "Production"
 
 _KEYS = (
@@ -275,6 +312,9 @@ _KEYS = (
     # The key the simulated Messages API attributes every caller's traffic to. It has no
     # synthetic traffic, so its rows in the usage report are exactly what clients sent.
     _Key(SDK_KEY_NAME, _SDK_WORKSPACE, "active", "2025-06-30T15:26:44"),
+    # A workload-identity-federation key: its principal is the service account, and like other
+    # WIF keys it has no creator (created_by null).
+    _Key(SERVICE_ACCOUNT_KEY_NAME, "Production", "active", "2026-01-20T10:05:31"),
 )
 
 
@@ -293,6 +333,9 @@ class _Profile(NamedTuple):
     cache_ttl: str  # "", "5m" or "1h"
     cache_prefix: int  # typical size of the cached prompt prefix
     web_search: bool
+    speed: str = "standard"
+    account: int | None = None  # index of the user who signs in with OAuth; None: not OAuth
+    service_account: bool = False  # sent by the service account, through OIDC federation
 
 
 _SONNET_45 = "claude-sonnet-4-5-20250929"
@@ -353,6 +396,60 @@ _PROFILES = (
     _Profile(None, None, _SONNET_5_ID, "standard", "0-200k", "global", 0.3, 900, 400, "", 0, False),
     _Profile(None, "Research", _OPUS_46_ID, "standard", "0-200k", "us", 0.2, 2000, 700, "", 0,
              False),
+    # Newer values of the usage report. These come last, so the traffic above is the same for a
+    # seed as before they were added.
+    #
+    # Fast mode: a small share of Opus 5 traffic (never batch: the two do not combine).
+    _Profile("Production Backend", None, _OPUS_5_ID, "standard", "0-200k", "global", 0.25, 2000,
+             900, "5m", 15000, False, speed="fast"),
+    _Profile("Research Notebooks", None, _OPUS_5_ID, "standard", "0-200k", "us", 0.1, 2500, 1200,
+             "1h", 20000, False, speed="fast"),
+    # OAuth: users signed in to Claude Code with their Console accounts (account_id = the user).
+    # Such traffic keeps an api_key_id: the usage report's api_key_id is null only for ungrouped
+    # rows and for Console (Workbench/Playground) usage, which exporters label as such, and the
+    # documented example row has api_key_id, account_id and service_account_id all set. So it is
+    # booked to the Claude Code workspace's key, which key-authenticated Claude Code uses too.
+    _Profile("Claude Code", None, _SONNET_5_ID, "standard", "0-200k", "global", 1, 1200, 600,
+             "5m", 35000, False, account=0),
+    _Profile("Claude Code", None, _OPUS_5_ID, "standard", "0-200k", "global", 0.5, 1500, 700,
+             "5m", 40000, False, account=1),
+    _Profile("Claude Code", None, _OPUS_5_ID, "standard", "0-200k", "global", 0.15, 1500, 700,
+             "5m", 40000, False, speed="fast", account=1),
+    # OIDC federation: the service account's workloads, through its workload-identity key
+    # (api_key_id set for the same reason as OAuth traffic; account_id null: not a user).
+    _Profile(SERVICE_ACCOUNT_KEY_NAME, None, _HAIKU_45_ID, "standard", "0-200k", _NA, 1, 3000, 400,
+             "", 0, False, service_account=True),
+    _Profile(SERVICE_ACCOUNT_KEY_NAME, None, _SONNET_5_ID, "batch", "0-200k", "global", 0.4, 8000,
+             1200, "", 0, False, service_account=True),
+    # Newer service tiers, passed through verbatim. Like Priority Tier they are left out of the
+    # cost report (see BILLED_TIERS).
+    _Profile("Production Backend", None, _SONNET_5_ID, "priority_on_demand", "0-200k", "global",
+             0.3, 900, 350, "", 0, False),
+    _Profile("Batch Pipeline", None, _HAIKU_45_ID, "flex", "0-200k", _NA, 0.4, 3000, 600, "", 0,
+             False),
+    _Profile("Batch Pipeline", None, _SONNET_5_ID, "flex_discount", "0-200k", "global", 0.2, 6000,
+             900, "5m", 5000, False),
+)
+assert not any(profile.speed == "fast" and profile.tier == "batch" for profile in _PROFILES)
+
+
+class _Meter(NamedTuple):
+    """Time-billed usage in one workspace, and how it is priced."""
+
+    cost_type: str
+    workspace: str
+    per_hour: float  # expected hours used in a busy hour
+    cents_per_hour: Decimal
+    free_hours: Decimal  # free hours per UTC calendar month
+
+
+_METERS = (
+    # Notebooks running code in containers (the code execution tool without the newer web tools,
+    # with which it would be free): enough that the free hours run out in the first week or so
+    # of a month, after which cost rows appear.
+    _Meter("code_execution", "Research", 20, CODE_EXECUTION_CENTS_PER_HOUR,
+           CODE_EXECUTION_FREE_HOURS),
+    _Meter("session_usage", "Production", 6, SESSION_CENTS_PER_HOUR, Decimal(0)),  # Managed Agents
 )
 
 
@@ -394,7 +491,8 @@ class SimulatedOrganization:
     (seed, hour), so any historical range is reproducible and independent of when it is asked
     for; events later than `clock()` exist but are not visible yet, so recent buckets grow
     as time passes. Traffic served by the simulated Messages API is added with
-    `record_message`.
+    `record_message`. Time-billed usage that only the cost report shows (code execution,
+    Managed Agents sessions) is made the same way per UTC day; see `metered`.
     """
 
     def __init__(self, seed: int = 7, clock: Clock | None = None) -> None:
@@ -448,23 +546,34 @@ class SimulatedOrganization:
                 "expires_at": None,
                 "principal": creator,
             })
+        # Drawn after everything above, so adding it left the other ids of a seed unchanged.
+        self.service_account_id = make_id("svac_", rng)
+        for entry in api_keys:
+            if entry["id"] == key_ids[SERVICE_ACCOUNT_KEY_NAME]:
+                entry["created_by"] = None
+                entry["principal"] = {"id": self.service_account_id, "type": "service_account"}
         self.api_keys = sorted(api_keys, key=lambda k: k["created_at"], reverse=True)
 
         # Where the simulated Messages API books every caller's traffic.
         self.sdk_api_key_id = key_ids[SDK_KEY_NAME]
         self.sdk_workspace_id = workspace_ids[_SDK_WORKSPACE]
 
-        self._profiles: list[tuple[str | None, str | None, _Profile]] = []
+        self._profiles: list[_Sender] = []
         for profile in _PROFILES:
             workspace = _key_named(profile.key).workspace if profile.key else profile.workspace
-            self._profiles.append((
+            self._profiles.append(_Sender(
                 key_ids[profile.key] if profile.key else None,
                 workspace_ids[workspace] if workspace else None,
+                self.user_ids[profile.account] if profile.account is not None else None,
+                self.service_account_id if profile.service_account else None,
                 profile,
             ))
+        self._meters = [(workspace_ids[meter.workspace], meter) for meter in _METERS]
         self._lock = threading.Lock()
         self._hours: dict[int, tuple[UsageEvent, ...]] = {}
         self._recorded: dict[int, list[UsageEvent]] = {}
+        # UTC day -> (its metered usage, hours used in its month by its end, per meter)
+        self._meter_days: dict[int, tuple[tuple[MeteredUsage, ...], tuple[Decimal, ...]]] = {}
 
     # --- events --------------------------------------------------------------------------------
 
@@ -517,13 +626,68 @@ class SimulatedOrganization:
         hour_start = datetime.fromtimestamp(hour * 3600, UTC)
         activity = _activity(hour_start)
         events: list[UsageEvent] = []
-        for key_id, workspace_id, profile in self._profiles:
-            expected = profile.per_hour * activity * rng.uniform(0.5, 1.5)
+        for sender in self._profiles:
+            expected = sender.profile.per_hour * activity * rng.uniform(0.5, 1.5)
             count = int(expected) + (1 if rng.random() < expected % 1 else 0)
             for _ in range(count):
-                events.append(_draw_event(rng, hour_start, key_id, workspace_id, profile))
+                events.append(_draw_event(rng, hour_start, sender))
         events.sort(key=lambda e: e.timestamp)
         return tuple(events)
+
+    # --- metered usage (cost report only) ------------------------------------------------------
+
+    def metered(
+        self, start: datetime, end: datetime, *, now: datetime | None = None
+    ) -> list[MeteredUsage]:
+        """Metered usage with start <= timestamp < end that happened by `now` (default: clock()).
+
+        One record per meter and hour, made per UTC day from a generator seeded with
+        (seed, day). A record's cost is that of its hours beyond what is left of the month's
+        free hours, so the first records of a month can cost nothing.
+        """
+        if now is None:
+            now = self.clock()
+        stop = min(end, now + timedelta(microseconds=1))
+        if stop <= start:
+            return []
+        first_day = int(start.timestamp()) // 86400
+        last_day = int((stop - timedelta(microseconds=1)).timestamp()) // 86400
+        return [
+            record
+            for day in range(first_day, last_day + 1)
+            for record in self._meter_day(day)[0]
+            if start <= record.timestamp < stop
+        ]
+
+    def _meter_day(self, day: int) -> tuple[tuple[MeteredUsage, ...], tuple[Decimal, ...]]:
+        with self._lock:
+            cached = self._meter_days.get(day)
+        if cached is not None:
+            return cached
+        day_start = datetime.fromtimestamp(day * 86400, UTC)
+        # Hours used earlier in the month: at most 30 days back, each cached once made.
+        used = [Decimal(0)] * len(self._meters) if day_start.day == 1 else list(
+            self._meter_day(day - 1)[1])
+        rng = random.Random(f"{self.seed}:meters:{day}")
+        records: list[MeteredUsage] = []
+        for hour in range(24):
+            hour_start = day_start + timedelta(hours=hour)
+            activity = _activity(hour_start)
+            for index, (workspace_id, meter) in enumerate(self._meters):
+                hundredths = round(meter.per_hour * activity * rng.uniform(0.5, 1.5) * 100)
+                timestamp = hour_start + timedelta(seconds=rng.randrange(3600))
+                if hundredths == 0:
+                    continue
+                hours = Decimal(hundredths) / 100
+                free_left = max(Decimal(0), meter.free_hours - used[index])
+                billed = max(Decimal(0), hours - free_left)
+                used[index] += hours
+                records.append(MeteredUsage(timestamp, workspace_id, meter.cost_type, hours,
+                                            billed * meter.cents_per_hour))
+        records.sort(key=lambda record: record.timestamp)
+        result = (tuple(records), tuple(used))
+        with self._lock:
+            return self._meter_days.setdefault(day, result)
 
     # --- aggregates ----------------------------------------------------------------------------
 
@@ -567,52 +731,83 @@ class SimulatedOrganization:
     ) -> dict[CostKey, Decimal]:
         """Exact cost in cents over [start, end), keyed like cost_report rows (COST_KEY_FIELDS).
 
-        Priority Tier usage is left out: it is billed separately (anthropic-api.md §3).
+        Usage on tiers other than standard and batch is left out (see BILLED_TIERS). Fast-mode
+        and standard-speed cost of the same key are summed, as rows of the two descriptions are.
         """
-        counts: dict[CostKey, int] = {}
+        totals: dict[CostKey, Decimal] = {}
+        for (key, _), cents in self.cost_lines(start, end, now=now).items():
+            totals[key] = totals.get(key, Decimal(0)) + cents
+        return totals
+
+    def cost_lines(
+        self, start: datetime, end: datetime, *, now: datetime | None = None
+    ) -> dict[tuple[CostKey, str], Decimal]:
+        """Exact cost in cents over [start, end), keyed by (cost_totals() key, description):
+        the rows of a cost report grouped by workspace_id and description."""
+        # (workspace, model, tier, window, geo, speed) -> token counts in TOKEN_TYPES order
+        tokens: dict[tuple[str | None, str, str, str, str, str], list[int]] = {}
+        searches: dict[str | None, int] = {}  # workspace -> web search requests
         for event in self.events(start, end, now=now):
-            if event.service_tier == "priority":
+            if event.service_tier not in BILLED_TIERS:
                 continue
-            per_type = (
-                ("uncached_input_tokens", event.uncached_input_tokens),
-                ("cache_creation.ephemeral_5m_input_tokens", event.cache_creation_5m),
-                ("cache_creation.ephemeral_1h_input_tokens", event.cache_creation_1h),
-                ("cache_read_input_tokens", event.cache_read_input_tokens),
-                ("output_tokens", event.output_tokens),
-            )
-            for token_type, count in per_type:
-                if count:
-                    key: CostKey = (
-                        event.workspace_id, "tokens", event.model, token_type,
-                        event.service_tier, event.context_window, event.inference_geo,
-                    )
-                    counts[key] = counts.get(key, 0) + count
+            group = (event.workspace_id, event.model, event.service_tier, event.context_window,
+                     event.inference_geo, event.speed)
+            sums = tokens.get(group)
+            if sums is None:
+                sums = tokens[group] = [0, 0, 0, 0, 0]
+            sums[0] += event.uncached_input_tokens
+            sums[1] += event.cache_creation_5m
+            sums[2] += event.cache_creation_1h
+            sums[3] += event.cache_read_input_tokens
+            sums[4] += event.output_tokens
             if event.web_search_requests:
-                key = (event.workspace_id, "web_search", None, None, None, None, None)
-                counts[key] = counts.get(key, 0) + event.web_search_requests
+                searches[event.workspace_id] = (
+                    searches.get(event.workspace_id, 0) + event.web_search_requests)
         # Summing counts first and pricing once is exact: Decimal multiplication distributes.
-        return {key: count * _unit_price_cents(key) for key, count in counts.items()}
+        lines: dict[tuple[CostKey, str], Decimal] = {}
+        for (workspace_id, model, tier, window, geo, speed), sums in tokens.items():
+            for token_type, count in zip(TOKEN_TYPES, sums, strict=True):
+                if count:
+                    key: CostKey = (workspace_id, "tokens", model, token_type, tier, window, geo)
+                    price = token_price_cents(model, token_type, tier, geo, speed)
+                    lines[(key, cost_description(key, speed))] = count * price
+        for workspace_id, count in searches.items():
+            key = (workspace_id, "web_search", None, None, None, None, None)
+            lines[(key, cost_description(key))] = count * WEB_SEARCH_CENTS
+        for record in self.metered(start, end, now=now):
+            if record.cents:
+                key = (record.workspace_id, record.cost_type, None, None, None, None, None)
+                metered_line = (key, cost_description(key))
+                lines[metered_line] = lines.get(metered_line, Decimal(0)) + record.cents
+        return lines
 
 
-def _unit_price_cents(key: CostKey) -> Decimal:
-    _, cost_type, model, token_type, tier, _, geo = key
-    if cost_type == "web_search":
-        return WEB_SEARCH_CENTS
-    assert model is not None and token_type is not None and tier is not None and geo is not None
-    return token_price_cents(model, token_type, tier, geo)
+# The cost report's service_tier is only standard or batch. Priority Tier (`priority`, and
+# `priority_on_demand` alike) is billed separately and left out of it. `flex` and
+# `flex_discount` have no published price and no service_tier value in the cost report, so
+# rather than invent a price the simulator leaves them out too: that traffic shows in the usage
+# report only.
+BILLED_TIERS = frozenset({"standard", "batch"})
+
+
+class _Sender(NamedTuple):
+    """A profile with the ids its traffic carries."""
+
+    key_id: str | None
+    workspace_id: str | None
+    account_id: str | None
+    service_account_id: str | None
+    profile: _Profile
+
+
 
 
 def _key_named(name: str) -> _Key:
     return next(key for key in _KEYS if key.name == name)
 
 
-def _draw_event(
-    rng: random.Random,
-    hour_start: datetime,
-    key_id: str | None,
-    workspace_id: str | None,
-    profile: _Profile,
-) -> UsageEvent:
+def _draw_event(rng: random.Random, hour_start: datetime, sender: _Sender) -> UsageEvent:
+    profile = sender.profile
     timestamp = hour_start + timedelta(seconds=rng.randrange(3600))
     uncached = _around(rng, profile.uncached)
     if profile.window == "200k-1M":
@@ -627,8 +822,8 @@ def _draw_event(
             write = _around(rng, profile.cache_prefix)
     return UsageEvent(
         timestamp=timestamp,
-        workspace_id=workspace_id,
-        api_key_id=key_id,
+        workspace_id=sender.workspace_id,
+        api_key_id=sender.key_id,
         model=profile.model,
         service_tier=profile.tier,
         context_window=profile.window,
@@ -639,6 +834,9 @@ def _draw_event(
         cache_creation_1h=write if profile.cache_ttl == "1h" else 0,
         output_tokens=output,
         web_search_requests=rng.randint(0, 3) if profile.web_search else 0,
+        speed=profile.speed,
+        account_id=sender.account_id,
+        service_account_id=sender.service_account_id,
     )
 
 

@@ -25,9 +25,7 @@ from exporter.simulator import messages
 from exporter.simulator.org import (
     BASE62,
     USAGE_DIMENSIONS,
-    CostKey,
     SimulatedOrganization,
-    cost_description,
 )
 
 log = logging.getLogger(__name__)
@@ -240,21 +238,24 @@ def cost_report(
     buckets = _plan_buckets(params, now, _COST_LIMITS)
     data = []
     for start in buckets.starts:
-        merged: dict[CostKey, Decimal] = {}
-        for key, cents in org.cost_totals(start, start + buckets.width, now=now).items():
+        # (workspace_id, description, then the fields parsed from the description) -> cents
+        merged: dict[tuple[str | None, ...], Decimal] = {}
+        for (key, text), cents in org.cost_lines(
+            start, start + buckets.width, now=now
+        ).items():
             # Fields of a dimension that is not grouped by are null, and such rows merge.
             workspace_id = key[0] if by_workspace else None
-            parsed = key[1:] if by_description else (None,) * 6
-            row_key: CostKey = (workspace_id, *parsed)
+            parsed = (text, *key[1:]) if by_description else (None,) * 7
+            row_key = (workspace_id, *parsed)
             merged[row_key] = merged.get(row_key, Decimal(0)) + cents
         results = []
-        for key in sorted(merged, key=_nulls_first):
-            workspace_id, cost_type, model, token_type, tier, window, geo = key
+        for row_key in sorted(merged, key=_nulls_first):
+            workspace_id, description, cost_type, model, token_type, tier, window, geo = row_key
             results.append({
-                "amount": _format_amount(merged[key]),
+                "amount": _format_amount(merged[row_key]),
                 "currency": "USD",
                 "workspace_id": workspace_id,
-                "description": cost_description(key) if by_description else None,
+                "description": description,
                 "cost_type": cost_type,
                 "context_window": window,
                 "model": model,
@@ -307,7 +308,8 @@ def list_api_keys(org: SimulatedOrganization, params: Mapping[str, list[str]]) -
         keys = [key for key in keys if key["workspace_id"] == wanted]
     creator = _scalar(params, "created_by_user_id")
     if creator is not None:
-        keys = [key for key in keys if key["created_by"]["id"] == creator]
+        # Workload-identity keys have no creator (created_by null).
+        keys = [key for key in keys if (key["created_by"] or {}).get("id") == creator]
     return list_page(keys, params)
 
 

@@ -17,11 +17,11 @@ WORKSPACES = "/v1/organizations/workspaces"
 def test_api_keys_default_page_has_every_key(server: SimulatorServer) -> None:
     body = admin_get(server, KEYS).json()
     assert body["data"] == server.org.api_keys
-    assert len(body["data"]) == 8
+    assert len(body["data"]) == 9
     assert body["has_more"] is False
     assert body["first_id"] == body["data"][0]["id"]
     assert body["last_id"] == body["data"][-1]["id"]
-    assert body["data"][0]["name"] == "SDK Traffic"  # newest first
+    assert body["data"][0]["name"] == "Agents Workload Identity"  # newest first
 
 
 def test_after_id_pages_forward_and_before_id_back(server: SimulatorServer) -> None:
@@ -33,7 +33,7 @@ def test_after_id_pages_forward_and_before_id_back(server: SimulatorServer) -> N
         if not body["has_more"]:
             break
         params = {"limit": 3, "after_id": body["last_id"]}
-    assert [len(page["data"]) for page in pages] == [3, 3, 2]
+    assert [len(page["data"]) for page in pages] == [3, 3, 3]
     assert [key for page in pages for key in page["data"]] == server.org.api_keys
 
     back = admin_get(server, KEYS, limit=3, before_id=pages[2]["first_id"]).json()
@@ -53,7 +53,19 @@ def test_api_key_filters(server: SimulatorServer) -> None:
         ("Default Workspace Key", None)]
     production = next(ws["id"] for ws in org.workspaces if ws["name"] == "Production")
     names = {key["name"] for key in admin_get(server, KEYS, workspace_id=production).json()["data"]}
-    assert names == {"Production Backend", "Batch Pipeline", "SDK Traffic"}
+    assert names == {"Production Backend", "Batch Pipeline", "SDK Traffic",
+                     "Agents Workload Identity"}
+
+
+def test_the_workload_identity_key_belongs_to_the_service_account(server: SimulatorServer) -> None:
+    org = server.org
+    (key,) = [k for k in org.api_keys if k["name"] == "Agents Workload Identity"]
+    assert key["created_by"] is None
+    assert key["principal"] == {"id": org.service_account_id, "type": "service_account"}
+    # Filtering by creator skips a key without one instead of failing.
+    creator = org.user_ids[0]
+    mine = admin_get(server, KEYS, created_by_user_id=creator).json()["data"]
+    assert mine and all(k["created_by"] == {"id": creator, "type": "user"} for k in mine)
 
 
 def test_workspaces_hide_archived_unless_asked(server: SimulatorServer) -> None:

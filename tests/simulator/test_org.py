@@ -32,7 +32,7 @@ def test_workspaces_exclude_default_and_include_one_archived(org: SimulatedOrgan
 
 def test_api_keys_cover_every_status_and_the_default_workspace(org: SimulatedOrganization) -> None:
     statuses = sorted(key["status"] for key in org.api_keys)
-    assert statuses == ["active"] * 6 + ["archived", "inactive"]
+    assert statuses == ["active"] * 7 + ["archived", "inactive"]
     assert [key["name"] for key in org.api_keys if key["workspace_id"] is None] == [
         "Default Workspace Key"]
     listed = {ws["id"] for ws in org.workspaces}
@@ -79,7 +79,9 @@ def test_events_have_second_timestamps_and_a_daily_rhythm(org: SimulatedOrganiza
     working = sum(1 for event in events if 8 <= event.timestamp.hour < 18)
     night = sum(1 for event in events if event.timestamp.hour < 6)
     assert working > 4 * night
-    assert {event.service_tier for event in events} == {"standard", "batch", "priority"}
+    assert {event.service_tier for event in events} == {
+        "standard", "batch", "priority", "priority_on_demand", "flex", "flex_discount"}
+    assert {event.speed for event in events} == {"standard", "fast"}
     assert {event.context_window for event in events} == {"0-200k", "200k-1M"}
     assert {event.inference_geo for event in events} == {"global", "us", "not_available"}
     assert sum(event.web_search_requests for event in events) > 0
@@ -146,7 +148,7 @@ def test_cost_totals_price_every_event_and_leave_out_priority(org: SimulatedOrga
     end = DAY + timedelta(days=1)
     expected: dict[tuple, Decimal] = {}
     for e in org.events(DAY, end):
-        if e.service_tier == "priority":
+        if e.service_tier not in ("standard", "batch"):  # Priority Tier and flex are not billed
             continue
         for token_type, count in (
             ("uncached_input_tokens", e.uncached_input_tokens),
@@ -158,14 +160,19 @@ def test_cost_totals_price_every_event_and_leave_out_priority(org: SimulatedOrga
             if count:
                 key = (e.workspace_id, "tokens", e.model, token_type, e.service_tier,
                        e.context_window, e.inference_geo)
-                price = token_price_cents(e.model, token_type, e.service_tier, e.inference_geo)
+                price = token_price_cents(e.model, token_type, e.service_tier, e.inference_geo,
+                                          e.speed)
                 expected[key] = expected.get(key, Decimal(0)) + count * price
         if e.web_search_requests:
             key = (e.workspace_id, "web_search", None, None, None, None, None)
             expected[key] = expected.get(key, Decimal(0)) + e.web_search_requests
+    for m in org.metered(DAY, end):
+        if m.cents:
+            key = (m.workspace_id, m.cost_type, None, None, None, None, None)
+            expected[key] = expected.get(key, Decimal(0)) + m.cents
     totals = org.cost_totals(DAY, end)
     assert totals == expected
-    assert all(key[4] != "priority" for key in totals)
+    assert {key[4] for key in totals} == {"standard", "batch", None}
 
 
 def test_cost_descriptions_are_unique_and_readable(org: SimulatedOrganization) -> None:
