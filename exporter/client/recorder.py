@@ -21,49 +21,62 @@ in any thread at any allocation, even one that holds a lock recording needs (a m
 request log's). So nothing runs there but a put on a lock-free queue: an attempt dropped
 unclosed, or closed during a garbage collection, is recorded at the start of the recorder's
 next call (the next request) or at :meth:`Recorder.close`, as ending at its last activity.
+
+What the recording reads comes from modules of one purpose each: ``model_scan`` (the model of
+a request body), ``sse`` (streamed events), ``decoding`` (gzip / deflate bodies), ``gc_guard``
+(whether a garbage collection is running) and ``labels``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from exporter.client.decoding import DECODE_ERRORS, DECODE_STEP, ZLIB_ENCODINGS, Decoder, decoder_for
+from exporter.client.gc_guard import in_gc
+from exporter.client.labels import MAX_LABEL_LENGTH, UNKNOWN, label
 from exporter.client.metrics import ClientMetrics, client_metrics
+from exporter.client.model_scan import BODY_SCAN_LIMIT, scan_body
 from exporter.client.request_log import RequestLog, RequestLogClosed, RequestRow
+from exporter.client.sse import SSE_LINE_LIMIT, SSEParser, overlay_usage
+
+# Names that moved to the modules above stay importable from here.
+__all__ = [
+    "BODY_SCAN_LIMIT",
+    "DECODE_STEP",
+    "ERROR_BODY_LIMIT",
+    "ERROR_TYPE_BY_STATUS",
+    "MAX_LABEL_LENGTH",
+    "SSE_LINE_LIMIT",
+    "UNKNOWN",
+    "USAGE_BODY_LIMIT",
+    "ZLIB_ENCODINGS",
+    "Attempt",
+    "Recorder",
+    "SSEParser",
+    "error_type_for_exception",
+    "operation_for_path",
+    "overlay_usage",
+    "request_hint",
+    "scan_body",
+    "token_figures",
+]
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"
-
-# How much of a request body is searched for "model" (and "stream"). Bodies can be megabytes;
-# the search must not grow with them (4 KiB cost at most ~40 µs). The SDK writes "model" after
-# "messages", so SDK clients get the model from the hint below instead (see instrument.py).
-BODY_SCAN_LIMIT = 4096
 # Response bodies kept to read usage (non-streaming Messages) or error.type (non-2xx).
 USAGE_BODY_LIMIT = 32 * 1024 * 1024
 ERROR_BODY_LIMIT = 64 * 1024
-# An SSE line longer than this is not kept (the events that matter are small).
-SSE_LINE_LIMIT = 1024 * 1024
-MAX_LABEL_LENGTH = 128
-# Compressed bodies are inflated at most this much per step, so one small chunk that inflates
-# hugely never becomes one huge allocation.
-DECODE_STEP = 64 * 1024
-# Content-encodings the recorder inflates itself (zlib: wbits=47 takes a gzip or zlib header).
-ZLIB_ENCODINGS = frozenset(("gzip", "x-gzip", "deflate"))
-
 # The API's error.type for a status, used only when the error body was never read (the SDK
 # closes a streamed error response unread before it retries). From the API's errors page.
 ERROR_TYPE_BY_STATUS: Mapping[int, str] = {
@@ -101,71 +114,6 @@ def operation_for_path(path: str) -> str:
     return "other"
 
 
-# Possessive quantifiers: a string cut off by the limit fails in one pass, without backtracking.
-_TOKEN = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"\s*(:)?|[\[{\]}]')
-_STRING_VALUE = re.compile(rb'\s*"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
-_BOOL_VALUE = re.compile(rb"\s*(true|false)")
-
-
-def scan_body(body: bytes) -> tuple[str | None, bool | None]:
-    """The top-level ``"model"`` and ``"stream"`` of a JSON request body, from its first bytes.
-
-    Only the first ``BODY_SCAN_LIMIT`` bytes are looked at, with nesting tracked, so a
-    ``"model"`` inside a message or a tool schema is not taken. Missing, past the limit, or
-    not JSON: ``None``. (Without ``"stream"`` the transport goes by the response's content type.)
-    """
-    prefix = body[:BODY_SCAN_LIMIT]
-    if not prefix.lstrip().startswith(b"{"):
-        return None, None
-    model: str | None = None
-    stream: bool | None = None
-    depth = 0
-    for m in _TOKEN.finditer(prefix):
-        c = prefix[m.start()]
-        if c in b"[{":
-            depth += 1
-        elif c in b"]}":
-            depth -= 1
-            if depth <= 0:
-                break
-        elif depth == 1 and m.group(2):
-            key = m.group(1)
-            if key == b"model" and model is None:
-                value = _STRING_VALUE.match(prefix, m.end())
-                if value is not None:
-                    model = json.loads(b'"' + value.group(1) + b'"')
-            elif key == b"stream" and stream is None:
-                flag = _BOOL_VALUE.match(prefix, m.end())
-                if flag is not None:
-                    stream = flag.group(1) == b"true"
-            if model is not None and stream is not None:
-                break
-    return model, stream
-
-
-class _GarbageCollection(threading.local):
-    """Whether this thread is inside a garbage collection, so possibly inside a finalizer.
-
-    A ``close()`` cannot tell whether its caller is the application or a finalizer (the 0.x
-    SDK closes the response in its stream generator's ``finally``, which the collector runs);
-    this tells it. Kept by a ``gc.callbacks`` hook, per thread: the collector runs finalizers
-    in the thread that triggered it.
-    """
-
-    active = False
-
-
-_in_gc = _GarbageCollection()
-
-
-def _note_gc(phase: str, info: dict[str, int], state: _GarbageCollection = _in_gc) -> None:
-    # (state bound as a default: callbacks can still run while module globals are torn down)
-    state.active = phase == "start"
-
-
-gc.callbacks.append(_note_gc)
-
-
 def error_type_for_exception(exc: Exception) -> str:
     """``timeout`` or ``connection_error`` for an exception that replaced a response."""
     if isinstance(exc, TimeoutError) or any(cls.__name__ == "TimeoutException" for cls in type(exc).__mro__):
@@ -199,132 +147,6 @@ def token_figures(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int, in
         _count(usage.get("output_tokens")),
         web,
     )
-
-
-def overlay_usage(start: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
-    """``start`` with each non-null field of ``delta`` written over it; nested objects
-    (``cache_creation``, ``server_tool_use``) field by field too.
-
-    A ``message_delta`` may carry ``null`` (or omit) a figure it does not restate; that
-    keeps ``message_start``'s value, as the SDK's own accumulator does.
-    """
-    merged = dict(start)
-    for key, value in delta.items():
-        if value is None:
-            continue
-        below = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(below, Mapping):
-            merged[key] = overlay_usage(below, value)
-        elif isinstance(value, Mapping):
-            merged[key] = overlay_usage({}, value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _label(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        return UNKNOWN
-    return value[:MAX_LABEL_LENGTH]
-
-
-class SSEParser:
-    """Reads an Anthropic SSE stream chunk by chunk, keeping only what the metrics need.
-
-    ``content_block_delta`` data is never stored or decoded: its event name is enough for the
-    time to first token. ``message_start``, ``message_delta`` and ``error`` are decoded.
-    """
-
-    _SKIPPED = frozenset(
-        (b"content_block_delta", b"content_block_start", b"content_block_stop", b"ping", b"message_stop")
-    )
-
-    def __init__(self, clock: Callable[[], float], on_error: Callable[[Exception], None]) -> None:
-        self._clock = clock
-        self._on_error = on_error
-        self._partial: list[bytes] = []
-        self._partial_len = 0
-        self._event = b""
-        self._data: list[bytes] = []
-        self.start_usage: Mapping[str, Any] | None = None
-        self.delta_usage: Mapping[str, Any] | None = None
-        self.error_type: str | None = None
-        self.first_delta_at: float | None = None
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """``message_start``'s usage overlaid, field by field, by the last ``message_delta``'s."""
-        if self.start_usage is None and self.delta_usage is None:
-            return None
-        return overlay_usage(self.start_usage or {}, self.delta_usage or {})
-
-    def feed(self, chunk: bytes) -> None:
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
-        if lines and (self._partial or self._partial_len < 0):
-            if self._partial_len < 0:
-                del lines[0]  # the rest of a line over the limit: dropped whole
-            else:
-                lines[0] = b"".join((*self._partial, lines[0]))
-            self._partial, self._partial_len = [], 0
-        for line in lines:
-            self._line(line)
-        if tail:
-            self._hold(tail)
-
-    def _hold(self, piece: bytes) -> None:
-        if self._partial_len < 0:
-            return
-        self._partial.append(piece)
-        self._partial_len += len(piece)
-        if self._partial_len > SSE_LINE_LIMIT:
-            self._partial, self._partial_len = [], -1
-
-    def _line(self, line: bytes) -> None:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if not line:
-            self._dispatch()
-        elif line.startswith(b"data:"):
-            if self._event not in self._SKIPPED:
-                value = line[5:]
-                self._data.append(value[1:] if value.startswith(b" ") else value)
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip()
-        # comments (":...") and other fields are ignored, as SSE says
-
-    def _dispatch(self) -> None:
-        event, data = self._event, self._data
-        self._event, self._data = b"", []
-        if event == b"content_block_delta":
-            if self.first_delta_at is None:
-                self.first_delta_at = self._clock()
-            return
-        if not data or (event and event not in (b"message_start", b"message_delta", b"error")):
-            return
-        try:
-            payload = json.loads(b"\n".join(data))
-            if not isinstance(payload, dict):
-                return
-            kind = event.decode() if event else str(payload.get("type", ""))
-            if kind == "content_block_delta":  # a stream without event: lines
-                if self.first_delta_at is None:
-                    self.first_delta_at = self._clock()
-            elif kind == "message_start":
-                message = payload.get("message")
-                usage = message.get("usage") if isinstance(message, dict) else None
-                if isinstance(usage, dict):
-                    self.start_usage = usage
-            elif kind == "message_delta":
-                usage = payload.get("usage")
-                if isinstance(usage, dict):
-                    self.delta_usage = usage
-            elif kind == "error":
-                error = payload.get("error")
-                error_type = error.get("type") if isinstance(error, dict) else None
-                self.error_type = _label(error_type) if error_type else "api_error"
-        except Exception as exc:  # a malformed event: skip it, keep reading the stream
-            self._on_error(exc)
 
 
 class Recorder:
@@ -375,7 +197,7 @@ class Recorder:
 
     def record_abandoned(self) -> None:
         """Record the attempts finalizers handed over, each as ending at its last activity."""
-        if _in_gc.active:  # called from a finalizer after all (e.g. a client's __del__)
+        if in_gc.active:  # called from a finalizer after all (e.g. a client's __del__)
             return
         while not self.abandoned_attempts.empty():  # (the usual case, checked on every request)
             try:
@@ -433,7 +255,7 @@ class Attempt:
         if model is None:  # no hint, or a body without a model (batches): look at the body
             model, scanned_stream = self._scan(request)
             stream = scanned_stream if stream is None else stream
-        self.model = _label(model)
+        self.model = label(model)
         self.stream = stream
         headers = request.headers
         try:
@@ -452,8 +274,7 @@ class Attempt:
         # The body is read while this is set: an SSE parser or a kept body wants it, and
         # its content-encoding can be undone.
         self._reading = False
-        self._decoder: Any = None  # a zlib decompressor for gzip / deflate bodies
-        self._undecodable: str | None = None  # a content-encoding we cannot undo (br, zstd)
+        self._decoder: Decoder | None = None  # for a gzip / deflate / undecodable body
         # The open attempts of the transport that sent it, while its body is open (see transport.py).
         self.open_in: set[Attempt] | None = None
         metrics = recorder.metrics
@@ -504,21 +325,9 @@ class Attempt:
                 self._body, self._body_limit = [], ERROR_BODY_LIMIT
             self._reading = self._sse is not None or self._body is not None
             if self._reading:
-                self._set_decoder(content_encoding)
+                self._decoder = decoder_for(content_encoding)
         except Exception as exc:
             self.recorder.failed("response", exc)
-
-    def _set_decoder(self, content_encoding: str) -> None:
-        """Prepare to undo the body's content-encoding: the transport sees the bytes as sent
-        (httpx and httpx2 ask for gzip and deflate), the caller's library decodes them later."""
-        codings = [c.strip().lower() for c in content_encoding.split(",")]
-        codings = [c for c in codings if c and c != "identity"]
-        if not codings:
-            return
-        if len(codings) == 1 and codings[0] in ZLIB_ENCODINGS:
-            self._decoder = zlib.decompressobj(wbits=47)
-        else:
-            self._undecodable = content_encoding
 
     def _set_gauge(self, gauge: tuple[Any, Callable[[str], float]], value: str) -> None:
         try:
@@ -532,31 +341,30 @@ class Attempt:
             self.last_activity = self._clock()
             if not self._reading:
                 return
-            if self._undecodable is not None:
-                self._stop_reading(ValueError(f"cannot decode content-encoding {self._undecodable!r}"))
-            elif self._decoder is None:
+            if self._decoder is None:
                 self._take(chunk)
             else:
-                self._inflate(chunk)
+                self._decode(self._decoder, chunk)
         except Exception as exc:
             self.recorder.failed("stream", exc)
 
     def content(self, body: bytes) -> None:
         """The whole response body, already read and decoded by the HTTP library."""
-        self._decoder = self._undecodable = None
+        self._decoder = None
         self.feed(body)
 
-    def _inflate(self, chunk: bytes) -> None:
-        """Inflate what arrived, step by step, for as long as the body is still wanted."""
-        data = chunk
-        while data and self._reading:
+    def _decode(self, decoder: Decoder, chunk: bytes) -> None:
+        """Take what arrived, decoded piece by piece, for as long as the body is still wanted."""
+        pieces = decoder.pieces(chunk)
+        while self._reading:
             try:
-                piece = self._decoder.decompress(data, DECODE_STEP)
-            except zlib.error as exc:
+                piece = next(pieces, None)
+            except DECODE_ERRORS as exc:
                 self._stop_reading(exc)
                 return
+            if piece is None:
+                return
             self._take(piece)
-            data = self._decoder.unconsumed_tail
 
     def _stop_reading(self, exc: Exception) -> None:
         """The body cannot be decoded: count it once; errors fall back to the status's type."""
@@ -602,7 +410,7 @@ class Attempt:
         """
         if self.finished:
             return
-        if _in_gc.active:
+        if in_gc.active:
             self.abandoned()
             return
         if not self._done.acquire(blocking=False):
@@ -639,7 +447,7 @@ class Attempt:
                 with contextlib.suppress(ValueError, AttributeError):
                     error = json.loads(b"".join(self._body)).get("error")
                     if isinstance(error, dict) and error.get("type"):
-                        error_type = _label(error["type"])
+                        error_type = label(error["type"])
             return None, error_type
         if self._body:
             with contextlib.suppress(ValueError, AttributeError):
@@ -678,7 +486,7 @@ class Attempt:
         service_tier = None
         if usage is not None and operation == "messages":
             tokens = token_figures(usage)
-            service_tier = _label(usage.get("service_tier"))
+            service_tier = label(usage.get("service_tier"))
             uncached, read, c5m, c1h, output, web = tokens
             child(metrics.uncached_input_tokens, model, service_tier).inc(uncached)
             child(metrics.cache_read_input_tokens, model, service_tier).inc(read)
