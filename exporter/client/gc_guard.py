@@ -26,4 +26,17 @@ def _note_gc(phase: str, info: dict[str, int], state: _GarbageCollection = in_gc
     state.active = phase == "start"
 
 
-gc.callbacks.append(_note_gc)
+_install_lock = threading.Lock()
+_installed = False
+
+
+def install() -> None:
+    """Start keeping ``in_gc`` (once per process; the first Recorder calls it): a hook in
+    ``gc.callbacks``, so none is set merely by importing the package."""
+    global _installed
+    if _installed:
+        return
+    with _install_lock:
+        if not _installed:
+            gc.callbacks.append(_note_gc)
+            _installed = True

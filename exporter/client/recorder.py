@@ -42,6 +42,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from exporter.client import gc_guard
 from exporter.client.decoding import DECODE_ERRORS, DECODE_STEP, ZLIB_ENCODINGS, Decoder, decoder_for
 from exporter.client.gc_guard import in_gc
 from exporter.client.labels import MAX_LABEL_LENGTH, UNKNOWN, label
@@ -171,6 +172,7 @@ class Recorder:
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        gc_guard.install()  # before any attempt can be closed by a finalizer
         self.metrics: ClientMetrics = client_metrics(registry, buckets)
         self._owns_request_log = request_log is not None and not isinstance(request_log, RequestLog)
         if request_log is not None and not isinstance(request_log, RequestLog):

@@ -136,9 +136,23 @@ def _close_all_at_exit() -> None:
         request_log.close()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    """The at-fork and at-exit hooks, set once by the first RequestLog rather than at import
+    (the exporter imports this module for its constants and must not get them)."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        atexit.register(_close_all_at_exit)
+        _hooks_installed = True
 
 
 class RequestLog:
@@ -171,6 +185,7 @@ class RequestLog:
         self._error_listeners: list[Callable[[BaseException], None]] = []
         self._closed = False
         self._reset()
+        _install_process_hooks()
         _instances.add(self)
 
     def _reset(self) -> None:
