@@ -161,6 +161,29 @@ def test_every_alert_is_explained_in_the_readme():
         assert re.search(rf"^#+ .*`?{rule['alert']}`?", readme, re.MULTILINE), f"{rule['alert']} has no README section"
 
 
+def readme_alert_section(alert: str) -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"^#+ `?{alert}`?\n(.*?)(?=^#)", readme, re.MULTILINE | re.DOTALL)
+    assert match, f"{alert} has no README section"
+    return " ".join(match.group(1).split())
+
+
+def test_the_readme_gives_the_poll_stale_thresholds_of_the_rule():
+    """Usage and cost figures are withheld after stale_after (15 minutes by default): the README
+    says when the alert fires, and that the figures are then withheld."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == "AnthropicExporterPollStale"]
+    units = {"60": "minutes", "3600": "hours"}
+    thresholds = re.findall(r'\{report=~"([a-z_|]+)"\} > (\d+) \* (60|3600)\b', rule["expr"])
+    assert {reports for reports, _, _ in thresholds} == {"usage|cost", "api_keys|workspaces"}, rule["expr"]
+    assert ("usage|cost", "15", "60") in thresholds, "usage and cost figures are withheld after 15 minutes"
+    section = readme_alert_section("AnthropicExporterPollStale")
+    for _, number, unit in thresholds:
+        assert f"{number} {units[unit]}" in section, f"the README does not say {number} {units[unit]}"
+    duration = re.fullmatch(r"(\d+)m", rule["for"])
+    assert duration and f"for {duration.group(1)} minutes" in section
+    assert "withheld" in section and "stale_after" in section
+
+
 def test_every_rule_has_promtool_tests_that_fire_and_do_not_fire():
     fired, quiet, recorded = set(), set(), set()
     for path in rule_test_files():
