@@ -130,12 +130,22 @@ def bargauge(title: str, description: str, targets: list[dict[str, Any]], unit: 
 
 
 def table(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short",
-          hide: tuple[str, ...] = ("Time",)) -> dict[str, Any]:
+          hide: tuple[str, ...] = ("Time",), rename: dict[str, str] | None = None,
+          thresholds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": unit, "custom": {"align": "auto"}}
+    if thresholds:
+        # Colour the value cells by the thresholds.
+        defaults["custom"]["cellOptions"] = {"type": "color-background", "mode": "basic"}
+        defaults["thresholds"] = {"mode": "absolute", "steps": thresholds}
+        defaults["color"] = {"mode": "thresholds"}
+    organize: dict[str, Any] = {"excludeByName": {n: True for n in hide}}
+    if rename:
+        organize["renameByName"] = rename
     return {"type": "table", "title": title, "description": description, "datasource": DS,
             "targets": targets,
-            "fieldConfig": {"defaults": {"unit": unit, "custom": {"align": "auto"}}, "overrides": []},
+            "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
-            "transformations": [{"id": "organize", "options": {"excludeByName": {n: True for n in hide}}}]}
+            "transformations": [{"id": "organize", "options": organize}]}
 
 
 def heatmap(title: str, description: str, targets: list[dict[str, Any]], unit: str = "s") -> dict[str, Any]:
@@ -261,8 +271,8 @@ def spend_and_usage() -> dict[str, Any]:
     lay.add(stat("Spend this month", "Sum of anthropic_cost_usd{window=\"month\"}: from the first day of the "
                  "current UTC month, today included.",
                  [target(f'sum(anthropic_cost_usd{{window="month", {F}}})', "month")], "currencyUSD"), 6, 4)
-    lay.add(stat("Spend last 7 days", "Sum of anthropic_cost_usd{window=\"7d\"}: the 7 newest daily buckets, "
-                 "today included.",
+    lay.add(stat("Spend last 7 days", "Sum of anthropic_cost_usd{window=\"7d\"}: the 7 newest daily buckets "
+                 "(UTC days), today included.",
                  [target(f'sum(anthropic_cost_usd{{window="7d", {F}}})', "7d")], "currencyUSD"), 6, 4)
     lay.add(stat("Month-end forecast", "This month's spend extrapolated to the month's end at this month's "
                  "pace so far: the spend over the days of the month the cost data covers (to "
@@ -336,7 +346,8 @@ def spend_and_usage() -> dict[str, Any]:
                        [target(f'sum by (model) (anthropic_usage_web_search_requests{{window="$window", {F}}})',
                                "{{model}}")], "short", stack=True), 12, 8)
     lay.add(timeseries("Cost per million tokens by model (last 7 days)",
-                       "Cost report divided by usage report over the 7d window, all token kinds blended. "
+                       "Cost report divided by usage report over the 7d window, all token kinds blended "
+                       "(the cost's 7d is 7 whole UTC days, today included; the usage's the 168 newest hours). "
                        "Cheaper when more input comes from the cache.",
                        [target(f'sum by (model) (anthropic_cost_usd{{window="7d", {F}}})\n'
                                "/ (\n" + all_tokens("model", "7d") + "\n> 0)\n* 1e6", "{{model}}")],
@@ -353,7 +364,9 @@ def spend_and_usage() -> dict[str, Any]:
                        'label_values(anthropic_usage_output_tokens{organization=~"$organization", '
                        'workspace_id=~"$workspace"}, model)'),
         custom_variable("window", "Usage window", ["1h", "24h", "7d", "30d", "today", "month"], "24h",
-                        "The usage report window the usage panels sum over (label window)."),
+                        "The usage report window the usage panels sum over (label window): 1h and 24h "
+                        "slide by the minute, 7d and 30d by the hour, today and month are the UTC day "
+                        "and month so far."),
     ]
     return dashboard("anthropic-spend-usage", "Anthropic: Spend and usage",
                      "Spend and token usage from Anthropic's Admin API usage and cost reports, polled by "
@@ -498,22 +511,45 @@ def exporter_health() -> dict[str, Any]:
                   [target('anthropic_exporter_build_info{job=~"$job"}', "{{version}}", instant=True, fmt="table")],
                   hide=("Time", "Value", "__name__")), 8, 4)
     lay.add(table("Newest poll per report", "anthropic_exporter_up: 1 if the newest poll of the report "
-                  "succeeded, 0 if it failed (the last good figures keep being served).",
+                  "succeeded, 0 if it failed (the last good figures keep being served until they are older "
+                  "than the report's stale_after).",
                   [target(f"anthropic_exporter_up{{{E}}}", "", instant=True, fmt="table")],
                   hide=("Time", "__name__", "job", "instance")), 8, 8)
+    lay.add(table("Why usage or cost figures may be missing",
+                  "Time since the newest successful poll of each organization's usage and cost report "
+                  "(time() - anthropic_exporter_last_success_timestamp_seconds). Once it passes the report's "
+                  "stale_after (by default 15 minutes, or three poll intervals if that is longer), the "
+                  "exporter withholds the report's windowed series (anthropic_usage_*, anthropic_cost_usd): "
+                  "they vanish from /metrics, so the spend and usage panels show no data and the spend "
+                  "and budget alerts cannot fire, until a poll of the report succeeds again. Red: past "
+                  "the default 15 minutes (AnthropicExporterPollStale); see Newest poll per report and "
+                  "Poll errors by reason for why the polls fail. The names (_info) and these health "
+                  "series are always served.",
+                  [target(f'time() - anthropic_exporter_last_success_timestamp_seconds{{report=~"usage|cost", {E}}}',
+                          "", instant=True, fmt="table")],
+                  "s", hide=("Time", "__name__", "job", "instance"), rename={"Value": "since last success"},
+                  thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 900}]), 8, 8)
+    lay.add(timeseries("Rows skipped by reason", "anthropic_exporter_skipped_rows: rows of the data the "
+                       "exporter now holds that it could not use, per report and reason: invalid_row (a row "
+                       "it cannot read) or currency (a cost row not in USD, left out rather than mixed into "
+                       "the dollar figures). The poll still succeeds and its figures lack those rows. "
+                       "Normally 0.",
+                       [target(f"sum by (organization, report, reason) (anthropic_exporter_skipped_rows{{{E}}})",
+                               "{{organization}} {{report}} {{reason}}")], "short"), 8, 8)
     lay.add(timeseries("Time since the last successful poll", "time() - "
-                       "anthropic_exporter_last_success_timestamp_seconds (AnthropicExporterPollStale fires "
-                       "after 15m for usage, 30m for cost, 3h for the lists).",
+                       "anthropic_exporter_last_success_timestamp_seconds. Usage and cost figures are withheld "
+                       "once it passes their stale_after (15m by default); AnthropicExporterPollStale fires "
+                       "after 15m for usage and cost, 3h for the lists.",
                        [target(f"time() - anthropic_exporter_last_success_timestamp_seconds{{{E}}}",
-                               "{{organization}} {{report}}")], "s"), 16, 8)
+                               "{{organization}} {{report}}")], "s"), 8, 8)
     lay.add(timeseries("Data age", "time() - anthropic_exporter_data_timestamp_seconds: how long ago the newest "
-                       "bucket holding any data ended.",
+                       "bucket holding any data ended (at most the poll time).",
                        [target(f"time() - anthropic_exporter_data_timestamp_seconds{{{E}}}",
-                               "{{organization}} {{report}}")], "s"), 12, 8)
+                               "{{organization}} {{report}}")], "s"), 8, 8)
     lay.add(timeseries("Poll duration", "anthropic_exporter_poll_duration_seconds: how long the newest poll "
                        "took, pages and retries included.",
                        [target(f"anthropic_exporter_poll_duration_seconds{{{E}}}", "{{organization}} {{report}}")],
-                       "s"), 12, 8)
+                       "s"), 8, 8)
 
     lay.row("Admin API")
     lay.add(timeseries("Admin API requests by endpoint and code", "anthropic_exporter_api_requests_total: every "
@@ -521,7 +557,8 @@ def exporter_health() -> dict[str, Any]:
                        [target(rated("anthropic_exporter_api_requests_total", E, "endpoint, code") + " * 60",
                                "{{endpoint}} {{code}}")], "reqpm", stack=True), 12, 8)
     lay.add(timeseries("Poll errors by reason", "anthropic_exporter_poll_errors_total: failed polls per report "
-                       "and reason, over the dashboard's time range.",
+                       "and reason, over the dashboard's time range (rows skipped within a successful poll "
+                       "are counted apart, in Rows skipped by reason).",
                        [target("sum by (report, reason) "
                                f"(increase(anthropic_exporter_poll_errors_total{{{E}}}[$__range]))",
                                "{{report}} {{reason}}")], "short"), 12, 8)

@@ -123,8 +123,33 @@ def test_health_dashboard_panels():
     for metric in ("anthropic_exporter_up", "anthropic_exporter_last_success_timestamp_seconds",
                    "anthropic_exporter_data_timestamp_seconds", "anthropic_exporter_poll_duration_seconds",
                    "anthropic_exporter_api_requests_total", "anthropic_exporter_poll_errors_total",
-                   "anthropic_exporter_build_info"):
+                   "anthropic_exporter_skipped_rows", "anthropic_exporter_build_info"):
         assert metric in text, metric
+
+
+def test_the_health_dashboard_says_why_usage_and_cost_figures_may_be_missing():
+    """Windowed series vanish once a report's last success is older than its stale_after (15
+    minutes by default): a panel shows that age per organization and report, red from 15 minutes,
+    and its description explains it."""
+    (panel,) = [p for p in panels(DASHBOARDS[HEALTH]) if p["type"] == "table"
+                and any("anthropic_exporter_last_success_timestamp_seconds" in t["expr"] for t in p["targets"])]
+    (target,) = panel["targets"]
+    (sel,) = selectors(target["expr"])
+    assert sel.name == "anthropic_exporter_last_success_timestamp_seconds"
+    assert target["expr"].startswith("time() - ") and target["instant"]
+    assert sel.matchers["report"] == ("=~", "usage|cost")
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 15 * 60] and steps[-1]["color"] == "red"
+    assert panel["fieldConfig"]["defaults"]["unit"] == "s"
+    for words in ("withholds", "15 minutes", "until a poll", "AnthropicExporterPollStale"):
+        assert words in panel["description"], words
+
+
+def test_skipped_rows_are_shown_as_a_gauge_by_reason():
+    (expr,) = exprs(HEALTH, r"rows skipped")
+    assert "by (organization, report, reason)" in expr and "anthropic_exporter_skipped_rows" in expr
+    (errors,) = exprs(HEALTH, r"poll errors by reason")
+    assert "anthropic_exporter_skipped_rows" not in errors
 
 
 # ---- Name joins keep the figures of workspaces and keys the exporter has not listed yet ---------
