@@ -23,11 +23,14 @@ import tenacity
 
 from exporter import __version__
 from exporter.config import MAX_BUCKETS, HTTPSettings, Organization
+from exporter.timeutil import format_rfc3339 as format_time
 from exporter.windows import bucket_count
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "2023-06-01"
+# Grouping the usage report by `speed` needs this beta header (and nothing else does).
+FAST_MODE_BETA = "fast-mode-2026-02-01"
 USER_AGENT = f"anthropic-usage-exporter/{__version__} (+https://github.com/anthropic-usage-exporter)"
 
 # Label value of `endpoint` in anthropic_exporter_api_requests_total -> URL path.
@@ -98,6 +101,7 @@ class Bucket:
     starting_at: datetime
     ending_at: datetime
     rows: tuple[Any, ...]
+    skipped: tuple[tuple[str, int], ...] = ()  # rows that could not be read, by reason
 
 
 @dataclass
@@ -146,10 +150,6 @@ class RateLimiter:
                 self._sent.popleft()
                 now = self.monotonic()
             self._sent.append(now)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: Any) -> datetime:
@@ -204,8 +204,9 @@ class AdminClient:
         params: dict[str, Any] = {"bucket_width": width}
         if group_by:
             params["group_by[]"] = list(group_by)
+        headers = {"anthropic-beta": FAST_MODE_BETA} if "speed" in group_by else {}
         report = Report()
-        for raw in self._bucket_pages("usage_report_messages", start, end, width, params, deadline):
+        for raw in self._bucket_pages("usage_report_messages", start, end, width, params, deadline, headers):
             _append_bucket(report, _parse_bucket(raw, lambda row: _parse_usage_row(row, group_by), report))
         return report
 
@@ -217,13 +218,14 @@ class AdminClient:
         return report
 
     def _bucket_pages(self, endpoint: str, start: datetime, end: datetime, width: str,
-                      params: dict[str, Any], deadline: float) -> Iterator[dict[str, Any]]:
+                      params: dict[str, Any], deadline: float,
+                      headers: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         wanted = bucket_count(start, end, width)
         params = {**params, "starting_at": format_time(start), "ending_at": format_time(end),
                   "limit": min(wanted, MAX_BUCKETS[width])}
         # A page may hold fewer buckets than asked for, so bound the pages by buckets, not pages.
         for _ in range(wanted + 1):
-            body = self._get_with_ending_fallback(endpoint, params, end, deadline)
+            body = self._get_with_ending_fallback(endpoint, params, end, deadline, headers or {})
             data = body.get("data")
             if not isinstance(data, list):
                 raise AdminAPIError("invalid_response", f"{endpoint}: response has no data list")
@@ -239,20 +241,20 @@ class AdminClient:
         raise AdminAPIError("invalid_response", f"{endpoint}: more pages than buckets requested")
 
     def _get_with_ending_fallback(self, endpoint: str, params: dict[str, Any], end: datetime,
-                                  deadline: float) -> dict[str, Any]:
+                                  deadline: float, headers: dict[str, str]) -> dict[str, Any]:
         # Whether the API accepts an ending_at in the future is unknown (anthropic-api.md §0):
         # on a 400 for one, ask again without it (the API then ends at now, leaving out the bucket
         # in progress), and once that works, keep leaving it out.
         future = end > self.clock()
         without = {k: v for k, v in params.items() if k != "ending_at"}
         if future and self.omit_future_ending_at:
-            return self._get(endpoint, without, deadline)
+            return self._get(endpoint, without, deadline, headers)
         try:
-            return self._get(endpoint, params, deadline)
+            return self._get(endpoint, params, deadline, headers)
         except AdminAPIError as exc:
             if exc.status != 400 or not future:
                 raise
-        body = self._get(endpoint, without, deadline)
+        body = self._get(endpoint, without, deadline, headers)
         self.omit_future_ending_at = True
         log.warning("the API refused an ending_at in the future; leaving it out from now on, so the bucket"
                     " in progress is not counted", extra={"endpoint": endpoint})
@@ -287,9 +289,12 @@ class AdminClient:
             if not isinstance(data, list):
                 raise AdminAPIError("invalid_response", f"{endpoint}: response has no data list")
             yield from (item for item in data if isinstance(item, dict))
-            last_id = body.get("last_id")
-            if not body.get("has_more") or not isinstance(last_id, str):
+            if not body.get("has_more"):
                 return
+            last_id = body.get("last_id")
+            if not isinstance(last_id, str) or not last_id:
+                # Stopping here would serve a partial list as if it were whole.
+                raise AdminAPIError("invalid_response", f"{endpoint}: has_more is true but last_id is missing")
             if last_id in seen:
                 raise AdminAPIError("invalid_response", f"{endpoint}: last_id repeats a page already read")
             seen.add(last_id)
@@ -297,7 +302,8 @@ class AdminClient:
 
     # -- one GET, with retries -------------------------------------------------------------
 
-    def _get(self, endpoint: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def _get(self, endpoint: str, params: dict[str, Any], deadline: float,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_retryable),
             wait=_backoff,
@@ -306,9 +312,10 @@ class AdminClient:
             sleep=self.sleep,
             reraise=True,
         )
-        return retrying(self._attempt, endpoint, params, deadline)
+        return retrying(self._attempt, endpoint, params, deadline, {**self.headers, **(headers or {})})
 
-    def _attempt(self, endpoint: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def _attempt(self, endpoint: str, params: dict[str, Any], deadline: float,
+                 headers: dict[str, str]) -> dict[str, Any]:
         remaining = deadline - self.monotonic()
         if remaining <= 0:
             raise AdminAPIError("timeout", f"{endpoint}: poll deadline reached", final=True)
@@ -316,7 +323,7 @@ class AdminClient:
         timeout = min(self.settings.request_timeout, max(deadline - self.monotonic(), 0.001))
         try:
             # No redirects: requests would forward x-api-key to whatever host a redirect names.
-            response = self.session.get(self.base_url + ENDPOINTS[endpoint], params=params, headers=self.headers,
+            response = self.session.get(self.base_url + ENDPOINTS[endpoint], params=params, headers=headers,
                                         timeout=timeout, allow_redirects=False)
         except requests.Timeout:
             self.on_response(endpoint, "none")
@@ -411,12 +418,14 @@ def _parse_bucket(raw: Any, parse_row: Callable[[dict[str, Any]], Any], report: 
     if results is not None and not isinstance(results, list):
         raise AdminAPIError("invalid_response", "a bucket's results is not a list")
     rows = []
+    skipped: collections.Counter[str] = collections.Counter()
     for item in results or ():
         try:
             rows.append(parse_row(item))
         except _SkipRow as skip:
-            report.skipped[skip.reason] += 1
-    return Bucket(start, end, tuple(rows))
+            skipped[skip.reason] += 1
+    report.skipped.update(skipped)
+    return Bucket(start, end, tuple(rows), tuple(sorted(skipped.items())))
 
 
 class _SkipRow(Exception):

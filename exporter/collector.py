@@ -22,11 +22,13 @@ from exporter.snapshot import APIKeysSnapshot, CostSnapshot, UsageSnapshot, Work
 from exporter.state import ExporterState
 
 REFRESH = "Refreshed when the exporter polls the Admin API (on a schedule), not per scrape."
+WINDOWED = ("Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape),"
+            " re-summed as the window moves; withheld while the data is older than stale_after.")
 POLL_UPDATE = "Changes when a poll of the Admin API ends (on a schedule), not per scrape."
 USAGE_ENDPOINT = "GET /v1/organizations/usage_report/messages"
 COST_ENDPOINT = "GET /v1/organizations/cost_report"
 
-# metric name, the usage report field it sums
+# (metric name, the usage report field it sums, the UsageValues attribute that holds it)
 USAGE_METRICS = (
     ("anthropic_usage_uncached_input_tokens", "uncached_input_tokens", "uncached_input_tokens"),
     ("anthropic_usage_cache_read_input_tokens", "cache_read_input_tokens", "cache_read_input_tokens"),
@@ -71,7 +73,7 @@ class AdminCollector:
         labels = ["organization", "window", *group_by]
         for name, field, attribute in USAGE_METRICS:
             family = GaugeMetricFamily(
-                name, f"Sum over the window of `{field}` from {USAGE_ENDPOINT}. {REFRESH}", labels=labels)
+                name, f"Sum over the window of `{field}` from {USAGE_ENDPOINT}. {WINDOWED}", labels=labels)
             for org, snapshot in present.items():
                 for label_values, per_window in snapshot.series.items():
                     for window, values in per_window.items():
@@ -80,7 +82,7 @@ class AdminCollector:
         family = GaugeMetricFamily(
             "anthropic_usage_cache_creation_input_tokens",
             f"Sum over the window of `cache_creation.ephemeral_{{5m,1h}}_input_tokens` from {USAGE_ENDPOINT},"
-            f" by cache TTL. {REFRESH}", labels=[*labels, "cache_ttl"])
+            f" by cache TTL. {WINDOWED}", labels=[*labels, "cache_ttl"])
         for org, snapshot in present.items():
             for label_values, per_window in snapshot.series.items():
                 for window, values in per_window.items():
@@ -92,7 +94,7 @@ class AdminCollector:
         family = GaugeMetricFamily(
             "anthropic_cost_usd",
             f"Sum over the window of `amount` (cents) / 100 from {COST_ENDPOINT} grouped by workspace_id"
-            f" and description, in US dollars. {REFRESH}", labels=["organization", "window", *COST_DIMENSIONS])
+            f" and description, in US dollars. {WINDOWED}", labels=["organization", "window", *COST_DIMENSIONS])
         for org, snapshot in snapshots.items():
             if snapshot is None:
                 continue
@@ -152,7 +154,7 @@ class AdminCollector:
             if status.poll_duration is not None:
                 duration.add_metric([org, report], status.poll_duration)
         yield from (up, success, fresh, duration)
-        api_requests, poll_errors = self.state.counters()
+        api_requests, poll_errors, skipped_rows = self.state.counters()
         requests_family = CounterMetricFamily(
             "anthropic_exporter_api_requests",
             "HTTP requests made to the Admin API, retries included, by endpoint and status code"
@@ -162,11 +164,18 @@ class AdminCollector:
         yield requests_family
         errors_family = CounterMetricFamily(
             "anthropic_exporter_poll_errors",
-            "Failed polls by reason; rows skipped in a poll count too (reason invalid_row or currency).",
-            labels=["organization", "report", "reason"])
+            "Failed polls of the Admin API, by report and reason.", labels=["organization", "report", "reason"])
         for label_values, count in sorted(poll_errors.items()):
             errors_family.add_metric(list(label_values), count)
         yield errors_family
+        skipped_family = GaugeMetricFamily(
+            "anthropic_exporter_skipped_rows",
+            "Rows of the report data now held that could not be used: unreadable (invalid_row) or not in USD"
+            f" (currency). A poll with skipped rows still succeeds. {POLL_UPDATE}",
+            labels=["organization", "report", "reason"])
+        for label_values, count in sorted(skipped_rows.items()):
+            skipped_family.add_metric(list(label_values), count)
+        yield skipped_family
 
 
 class ExpositionCache:

@@ -11,20 +11,29 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter.timeutil import format_duration, parse_duration
+
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_KEY_ENV = "ANTHROPIC_ADMIN_API_KEY"
 
-# The usage report's grouping dimensions that become labels (anthropic-api.md §2).
-GROUP_BY_CHOICES = ("workspace_id", "api_key_id", "model", "service_tier", "context_window", "inference_geo")
+# The usage report's grouping dimensions that may become labels. `speed` needs the API's
+# fast-mode beta header, which the exporter then sends.
+GROUP_BY_CHOICES = ("workspace_id", "api_key_id", "model", "service_tier", "context_window", "inference_geo",
+                    "speed", "account_id", "service_account_id")
 DEFAULT_GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
 
 # Bucket widths and the most buckets one request may ask for (the API's `limit` maximum).
 MAX_BUCKETS = {"1m": 1440, "1h": 168, "1d": 31}
 BUCKET_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 CALENDARS = ("day", "month")
+# The longest sliding span summed from each width; anything longer cannot be served.
+MAX_SPAN = {"1m": 86400, "1h": 31 * 86400}
+# Reports whose figures are windowed, so can go stale.
+WINDOWED_REPORTS = ("usage", "cost")
+MIN_STALE_AFTER = 900.0  # 15 minutes; the default is this or three poll intervals, the longer
+DEFAULT_REFETCH = {"1m": 900.0, "1h": 3 * 3600.0, "1d": 3 * 86400.0}
+DEFAULT_FULL_REFRESH = 6 * 3600.0
 
-_DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DURATION_UNITS = (604800, 86400, 3600, 60, 1, 0.001)
 T = TypeVar("T", "Organization", "Window")
 _LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
@@ -71,11 +80,13 @@ class Organization:
 
 @dataclass(frozen=True)
 class Window:
-    """A sum over report buckets: either the N newest buckets of a width, or a calendar span."""
+    """A sum over report buckets: a sliding ``span`` in seconds, or a ``calendar`` day or month.
+
+    Which buckets serve it is window arithmetic (``exporter.windows``), not configuration.
+    """
 
     name: str
-    bucket_width: str
-    buckets: int | None = None
+    span: float | None = None
     calendar: str | None = None
 
 
@@ -95,14 +106,27 @@ class HTTPSettings:
     max_requests_per_minute: int = 30
 
 
+@dataclass(frozen=True)
+class StaleAfter:
+    """Per windowed report, how old its newest good poll may be before its figures are
+    withheld; None: never withheld."""
+
+    usage: float | None
+    cost: float | None
+
+
 DEFAULT_WINDOWS = (
-    Window("1h", "1m", buckets=60),
-    Window("24h", "1h", buckets=24),
-    Window("7d", "1d", buckets=7),
-    Window("30d", "1d", buckets=30),
-    Window("today", "1d", calendar="day"),
-    Window("month", "1d", calendar="month"),
+    Window("1h", span=3600),
+    Window("24h", span=86400),
+    Window("7d", span=7 * 86400),
+    Window("30d", span=30 * 86400),
+    Window("today", calendar="day"),
+    Window("month", calendar="month"),
 )
+
+
+def default_stale_after(intervals: PollIntervals) -> StaleAfter:
+    return StaleAfter(max(MIN_STALE_AFTER, 3 * intervals.usage), max(MIN_STALE_AFTER, 3 * intervals.cost))
 
 
 @dataclass(frozen=True)
@@ -112,22 +136,10 @@ class Config:
     group_by: tuple[str, ...] = DEFAULT_GROUP_BY
     windows: tuple[Window, ...] = DEFAULT_WINDOWS
     http: HTTPSettings = HTTPSettings()
-
-
-def parse_duration(text: str) -> float:
-    """Parse a Prometheus-style duration (``90s``, ``5m``, ``1h30m``) into seconds."""
-    match = _DURATION_RE.match(text) if text else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h)")
-    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g)
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest Prometheus-style spelling of a whole number of seconds."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    stale_after: StaleAfter = StaleAfter(MIN_STALE_AFTER, MIN_STALE_AFTER)  # as default_stale_after(PollIntervals())
+    # The trailing horizon re-read by every poll, per bucket width, in seconds.
+    refetch: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_REFETCH))
+    full_refresh: float = DEFAULT_FULL_REFRESH
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None, *,
@@ -200,7 +212,7 @@ class _Parser:
             self.problem(path, f"must be a duration such as 60s or 5m, got {_kind(value)}")
             return default
         try:
-            seconds = parse_duration(str(value)) if isinstance(value, str) else float(value)
+            seconds = parse_duration(value) if isinstance(value, str) else float(value)
         except ValueError as exc:
             self.problem(path, str(exc))
             return default
@@ -209,8 +221,31 @@ class _Parser:
             return default
         return seconds
 
+    def stale_after(self, value: Any, defaults: StaleAfter) -> StaleAfter:
+        fields = self.mapping(value, "stale_after", WINDOWED_REPORTS)
+        chosen: dict[str, float | None] = {}
+        for report in WINDOWED_REPORTS:
+            raw = fields.get(report)
+            if raw == "never":
+                chosen[report] = None
+            else:
+                chosen[report] = self.duration(raw, f"stale_after.{report}", getattr(defaults, report))
+        return StaleAfter(**chosen)
+
+    def refetch(self, value: Any) -> dict[str, float]:
+        fields = self.mapping(value, "refetch", tuple(BUCKET_SECONDS))
+        horizons = {}
+        for width, default in DEFAULT_REFETCH.items():
+            seconds = self.duration(fields.get(width), f"refetch.{width}", default)
+            if seconds < BUCKET_SECONDS[width]:
+                self.problem(f"refetch.{width}", f"must be at least one bucket ({width}), got {fields[width]!r}")
+                seconds = default
+            horizons[width] = seconds
+        return horizons
+
     def config(self, data: Any) -> Config | None:
-        top = self.mapping(data, "", ("organizations", "poll_intervals", "usage", "windows", "http"))
+        top = self.mapping(data, "", ("organizations", "poll_intervals", "usage", "windows", "http",
+                                      "stale_after", "refetch", "full_refresh"))
         if data is not None and not isinstance(data, dict):
             return None
         organizations = self.organizations(top.get("organizations"))
@@ -219,7 +254,10 @@ class _Parser:
         group_by = self.group_by(usage.get("group_by", list(DEFAULT_GROUP_BY)))
         windows = self.windows(top.get("windows"))
         http = self.http(top.get("http"))
-        return Config(organizations, poll, group_by, windows, http)
+        stale_after = self.stale_after(top.get("stale_after"), default_stale_after(poll))
+        refetch = self.refetch(top.get("refetch"))
+        full_refresh = self.duration(top.get("full_refresh"), "full_refresh", DEFAULT_FULL_REFRESH)
+        return Config(organizations, poll, group_by, windows, http, stale_after, refetch, full_refresh)
 
     def organizations(self, value: Any) -> tuple[Organization, ...]:
         if value is None:
@@ -345,39 +383,59 @@ class _Parser:
         if not isinstance(value, dict):
             self.problem(path, f"must be a mapping, got {_kind(value)}")
             return None
-        fields = self.mapping(value, path, ("name", "bucket_width", "buckets", "calendar"))
+        fields = self.mapping(value, path, ("name", "span", "calendar", "bucket_width", "buckets"))
         name = self.string(fields.get("name"), f"{path}.name")
         if name is not None and not _LABEL_VALUE_RE.match(name):
             self.problem(f"{path}.name", f"{name!r} may hold only letters, digits and _.:-")
             name = None
+        span = self.legacy_span(fields, path) if "buckets" in fields or "bucket_width" in fields else None
+        if "span" in fields:
+            span = self.duration(fields["span"], f"{path}.span", 0.0) or None
+            if span is None:
+                return None
         calendar = fields.get("calendar")
-        buckets = fields.get("buckets")
-        width = fields.get("bucket_width", "1d" if calendar is not None else None)
-        if not isinstance(width, str) or width not in MAX_BUCKETS:
-            self.problem(f"{path}.bucket_width", f"must be one of 1m, 1h, 1d, got {width!r}")
-            width = None
-        if (calendar is None) == (buckets is None):
-            self.problem(path, "set exactly one of buckets or calendar")
+        if (calendar is None) == (span is None):
+            if "buckets" not in fields and "bucket_width" not in fields:  # else legacy_span said what is wrong
+                self.problem(path, "set exactly one of span or calendar")
             return None
-        if calendar is not None:
-            if not isinstance(calendar, str) or calendar not in CALENDARS:
-                self.problem(f"{path}.calendar", f"must be day or month, got {calendar!r}")
-                return None
-            if width is not None and width != "1d":
-                self.problem(f"{path}.bucket_width", f"a calendar window needs 1d buckets, got {width!r}")
-                return None
-        else:
-            if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
-                self.problem(f"{path}.buckets", f"must be a positive integer, got {buckets!r}")
-                return None
-            if width is not None and buckets > MAX_BUCKETS[width]:
-                self.problem(f"{path}.buckets",
-                             f"{buckets} buckets of {width} is more than the API serves "
-                             f"(at most {MAX_BUCKETS[width]})")
-                return None
-        if name is None or width is None:
+        if calendar is not None and (not isinstance(calendar, str) or calendar not in CALENDARS):
+            self.problem(f"{path}.calendar", f"must be day or month, got {calendar!r}")
             return None
-        return Window(name, width, buckets=buckets, calendar=calendar)
+        if span is not None and not self.servable_span(span, f"{path}.span"):
+            return None
+        return None if name is None else Window(name, span=span, calendar=calendar)
+
+    def legacy_span(self, fields: dict[str, Any], path: str) -> float | None:
+        """The span of the older form {bucket_width, buckets} (a calendar window may name 1d)."""
+        width, buckets = fields.get("bucket_width"), fields.get("buckets")
+        if buckets is None and "calendar" in fields and width == "1d":
+            return None
+        if not isinstance(width, str) or width not in BUCKET_SECONDS:
+            self.problem(f"{path}.bucket_width", f"must be one of 1m, 1h, 1d, got {width!r}"
+                         " (bucket_width and buckets are deprecated: write span, e.g. {name: 7d, span: 7d})")
+            return None
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+            self.problem(f"{path}.buckets", f"must be a positive integer, got {buckets!r}"
+                         " (bucket_width and buckets are deprecated: write span, e.g. {name: 7d, span: 7d})")
+            return None
+        if "span" in fields or "calendar" in fields:
+            self.problem(path, "set span or calendar, not the deprecated bucket_width and buckets as well")
+            return None
+        return float(buckets * BUCKET_SECONDS[width])
+
+    def servable_span(self, span: float, path: str) -> bool:
+        """A sliding span is summed from 1m buckets up to 24h, from 1h buckets up to 31 days."""
+        for width, longest in MAX_SPAN.items():
+            if span <= longest:
+                if span % BUCKET_SECONDS[width]:
+                    unit = "minutes" if width == "1m" else "hours"
+                    self.problem(path, f"{format_duration(span)} is summed from {width} buckets, so it must be"
+                                       f" a whole number of {unit}")
+                    return False
+                return True
+        self.problem(path, f"{format_duration(span)} cannot be served: the longest span is 31d"
+                           " (summed from 1h buckets); use calendar: month for a month")
+        return False
 
     def http(self, value: Any) -> HTTPSettings:
         defaults = HTTPSettings()
@@ -412,8 +470,7 @@ def redacted_dump(config: Config) -> str:
         },
         "usage": {"group_by": list(config.group_by)},
         "windows": [
-            {"name": w.name, "bucket_width": w.bucket_width,
-             **({"buckets": w.buckets} if w.buckets is not None else {"calendar": w.calendar})}
+            {"name": w.name, **({"span": format_duration(w.span)} if w.span is not None else {"calendar": w.calendar})}
             for w in config.windows
         ],
         "http": {
@@ -421,6 +478,12 @@ def redacted_dump(config: Config) -> str:
             "poll_timeout": format_duration(config.http.poll_timeout),
             "max_requests_per_minute": config.http.max_requests_per_minute,
         },
+        "stale_after": {
+            report: "never" if seconds is None else format_duration(seconds)
+            for report, seconds in (("usage", config.stale_after.usage), ("cost", config.stale_after.cost))
+        },
+        "refetch": {width: format_duration(seconds) for width, seconds in config.refetch.items()},
+        "full_refresh": format_duration(config.full_refresh),
     }
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 

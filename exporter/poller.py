@@ -1,7 +1,12 @@
 """Polls one organization's reports on their own intervals, independent of scrapes.
 
-Each poll builds a complete new snapshot and swaps it into the state in one step, so a
-scrape never sees half a poll; a failed poll leaves the previous snapshot in place.
+The usage and cost reports keep their buckets between polls (``exporter.store``): the first
+poll reads the range the windows need, later ones only a trailing horizon, and every
+``full_refresh`` everything again. Each poll builds complete new stores and a new snapshot and
+swaps them in at once, so a scrape never sees half a poll; a failed poll leaves the previous
+ones in place. Between polls the windows follow the clock: at each bucket boundary they are
+re-summed from the held buckets, and a report whose data is older than ``stale_after`` has
+its windowed figures withheld.
 """
 
 from __future__ import annotations
@@ -9,22 +14,44 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import requests
 
 from exporter.admin_api import AdminAPIError, AdminClient
 from exporter.config import Config, Organization
-from exporter.snapshot import APIKeysSnapshot, WorkspacesSnapshot, build_cost_snapshot, build_usage_snapshot
+from exporter.snapshot import (
+    USAGE_STRIDE,
+    APIKeysSnapshot,
+    WorkspacesSnapshot,
+    build_cost_snapshot,
+    build_usage_snapshot,
+    store_cost_bucket,
+    store_usage_bucket,
+)
 from exporter.state import REPORTS, ExporterState
-from exporter.windows import fetch_range
+from exporter.store import BucketStore, LabelTable
+from exporter.windows import needed_range, next_boundary, widths_needed
 
 log = logging.getLogger(__name__)
 
 
+class ReportHistory:
+    """A windowed report's held buckets: one store per bucket width, and its label table."""
+
+    def __init__(self, widths: tuple[str, ...], stride: int):
+        self.table = LabelTable()
+        self.stores = {width: BucketStore(width, stride) for width in widths}
+
+
 class Poller:
-    """Fetches one organization's reports and stores the snapshots."""
+    """Fetches one organization's reports, keeps their buckets, and publishes the snapshots.
+
+    ``poll`` calls the API; ``resum`` re-sums the windows from the held buckets at the clock's
+    time (the clock crossed a bucket boundary, or a report went stale); ``run`` schedules both.
+    """
 
     def __init__(
         self,
@@ -47,12 +74,18 @@ class Poller:
             on_response=lambda endpoint, code: state.api_request(org.name, endpoint, code),
         )
         self.intervals = {report: getattr(config.poll_intervals, report) for report in REPORTS}
+        self.history = {
+            "usage": ReportHistory(widths_needed(config.windows, "usage"), USAGE_STRIDE),
+            "cost": ReportHistory(widths_needed(config.windows, "cost"), 1),
+        }
+        # Clock time of the newest good poll per windowed report: the data's age, for staleness.
+        self.last_success: dict[str, datetime] = {}
 
     def poll(self, report: str) -> bool:
         """Poll one report now; True if it succeeded. Never raises."""
         started = self.monotonic()
         try:
-            snapshot = self._fetch(report, self.client.deadline())
+            snapshot, skipped = self._fetch(report, self.client.deadline())
         except AdminAPIError as exc:
             duration = self.monotonic() - started
             self.state.failed(self.org.name, report, exc.reason, duration)
@@ -66,49 +99,99 @@ class Poller:
                           extra={"organization": self.org.name, "report": report, "reason": "internal"})
             return False
         duration = self.monotonic() - started
-        self.state.succeeded(self.org.name, report, snapshot, self.clock().timestamp(), duration)
+        finished = self.clock()
+        if report in self.history:
+            self.last_success[report] = finished
+        self.state.succeeded(self.org.name, report, snapshot, finished.timestamp(), duration, skipped)
         log.debug("polled", extra={"organization": self.org.name, "report": report,
                                    "duration": round(duration, 3)})
         return True
 
-    def _fetch(self, report: str, deadline: float) -> object:
-        now = self.clock()
-        if report == "usage":
-            by_width = {}
-            skipped = {}
-            # One fetch per bucket width, covering the widest window of that width.
-            for width in sorted({w.bucket_width for w in self.config.windows}):
-                start, end = fetch_range([w for w in self.config.windows if w.bucket_width == width], now)
-                result = self.client.usage_report(start, end, width, self.config.group_by, deadline)
-                by_width[width] = result.buckets
-                skipped[width] = result.skipped
-            for counts in skipped.values():
-                self.state.skipped_rows(self.org.name, report, counts)
-            return build_usage_snapshot(by_width, self.config.windows, self.config.group_by, now)
-        if report == "cost":
-            daily = [w for w in self.config.windows if w.bucket_width == "1d"]
-            if not daily:
-                return build_cost_snapshot((), (), now)
-            start, end = fetch_range(daily, now)
-            result = self.client.cost_report(start, end, deadline)
-            self.state.skipped_rows(self.org.name, report, result.skipped)
-            return build_cost_snapshot(result.buckets, daily, now)
+    def _fetch(self, report: str, deadline: float) -> tuple[object, Counter[str] | None]:
+        if report in self.history:
+            now = self.clock()
+            history = self.history[report]
+            # Build every width's new store first: a failure part-way leaves the old ones in place.
+            stores = {width: self._refreshed(report, store, now, deadline) for width, store in history.stores.items()}
+            history.stores = stores
+            skipped: Counter[str] = Counter()
+            for store in stores.values():
+                skipped.update(store.skipped())
+            return self._snapshot(report, now, now, withheld=False), skipped
         if report == "api_keys":
-            return APIKeysSnapshot(tuple(self.client.api_keys(deadline)))
+            return APIKeysSnapshot(tuple(self.client.api_keys(deadline))), None
         if report == "workspaces":
-            return WorkspacesSnapshot(tuple(self.client.workspaces(deadline)))
+            return WorkspacesSnapshot(tuple(self.client.workspaces(deadline))), None
         raise ValueError(f"unknown report {report!r}")
+
+    def _refreshed(self, report: str, store: BucketStore, now: datetime, deadline: float) -> BucketStore:
+        """The store with its trailing horizon (or, when due, everything the windows need) re-read."""
+        needed = needed_range(self.config.windows, report, store.width, now)
+        assert needed is not None  # the store exists because a window needs its width
+        plan = store.plan(needed, self.config.refetch[store.width], self.config.full_refresh, now)
+        table = self.history[report].table
+        if report == "usage":
+            result = self.client.usage_report(plan.start, plan.end, store.width, self.config.group_by, deadline)
+            fetched = [store_usage_bucket(b, self.config.group_by, table) for b in result.buckets]
+        else:
+            result = self.client.cost_report(plan.start, plan.end, deadline)
+            fetched = [store_cost_bucket(b, table) for b in result.buckets]
+        return store.merged(plan, fetched, keep_from=needed[0], now=now)
+
+    def _snapshot(self, report: str, now: datetime, polled_at: datetime, withheld: bool) -> object:
+        history = self.history[report]
+        if report == "usage":
+            return build_usage_snapshot(history.stores, history.table, self.config.windows, self.config.group_by,
+                                        now, polled_at, withheld)
+        return build_cost_snapshot(history.stores, history.table, self.config.windows, now, polled_at, withheld)
+
+    def stale(self, report: str, now: datetime) -> bool:
+        """The report's newest good poll is older than its ``stale_after``: withhold its figures."""
+        limit = getattr(self.config.stale_after, report)
+        last = self.last_success.get(report)
+        return limit is not None and last is not None and (now - last).total_seconds() > limit
+
+    def resum(self, now: datetime | None = None) -> None:
+        """Publish every polled windowed report summed at ``now`` (default: the clock), no API call."""
+        now = self.clock() if now is None else now
+        for report, last in self.last_success.items():
+            self.state.republish(self.org.name, report, self._snapshot(report, now, last, self.stale(report, now)))
+
+    def next_resum_at(self, now: datetime) -> datetime | None:
+        """When the published figures next change without a poll: a served window's bucket
+        boundary, or a report's data going stale."""
+        moments = []
+        for report, last in self.last_success.items():
+            boundary = next_boundary(self.history[report].stores, now)
+            if boundary is not None:
+                moments.append(boundary)
+            limit = getattr(self.config.stale_after, report)
+            if limit is not None:
+                # Stale once strictly older than the limit; a millisecond later is the first such instant.
+                stale_at = last + timedelta(seconds=limit, milliseconds=1)
+                if stale_at > now:
+                    moments.append(stale_at)
+        return min(moments, default=None)
 
     def poll_all(self) -> bool:
         """Poll every report once, in order; True if all succeeded."""
         return all([self.poll(report) for report in REPORTS])
 
     def run(self, stop: threading.Event) -> None:
-        """Poll each report on its interval until ``stop`` is set; reports take turns."""
+        """Poll each report on its interval, and re-sum when the clock moves the figures,
+        until ``stop`` is set."""
         due = {report: self.monotonic() for report in REPORTS}
         while not stop.is_set():
             report = min(due, key=due.__getitem__)
             wait = due[report] - self.monotonic()
+            now = self.clock()
+            resum_at = self.next_resum_at(now)
+            if resum_at is not None and (resum_at - now).total_seconds() < wait:
+                if stop.wait(max((resum_at - now).total_seconds(), 0)):
+                    return
+                # Sum at the boundary itself, should the timer wake a hair early.
+                self.resum(max(self.clock(), resum_at))
+                continue
             if wait > 0 and stop.wait(wait):
                 return
             started = self.monotonic()

@@ -1,22 +1,26 @@
-"""Pure conversion of parsed report buckets into immutable per-window snapshots."""
+"""Pure conversion: fetched buckets into the store's rows, and held buckets into window sums.
+
+A snapshot is what the collector renders: per label set and window, the sum at one instant.
+It is rebuilt when a poll lands, when the clock moves a window, and when a report goes stale
+(then its windowed series are withheld and only its data timestamp is kept).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-from exporter.admin_api import COST_DIMENSIONS, APIKey, Bucket, UsageValues, Workspace
+from exporter.admin_api import COST_DIMENSIONS, APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
 from exporter.config import BUCKET_SECONDS, Window
-from exporter.windows import in_window, window_range
-
-V = TypeVar("V", UsageValues, Decimal)
+from exporter.store import BucketStore, LabelTable, StoredBucket, store_bucket
+from exporter.windows import summing_width, window_range
 
 # What a null means for a dimension that *is* grouped (metrics.md §1, Labels).
 NULL_LABELS = {"workspace_id": "default", "api_key_id": "console"}
+USAGE_STRIDE = 6  # the six counters of UsageValues, in their order
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,6 @@ class UsageSnapshot:
     """Usage per label set and window. Every label set has every window (0 where it had none)."""
 
     label_names: tuple[str, ...]
-    windows: tuple[str, ...]
     series: Mapping[tuple[str, ...], Mapping[str, UsageValues]]
     data_timestamp: float | None
 
@@ -33,7 +36,6 @@ class UsageSnapshot:
 class CostSnapshot:
     """Cost in USD per label set (COST_DIMENSIONS) and window."""
 
-    windows: tuple[str, ...]
     series: Mapping[tuple[str, ...], Mapping[str, Decimal]]
     data_timestamp: float | None
 
@@ -60,55 +62,67 @@ def cost_label(dimension: str, value: str | None) -> str:
     return "default" if dimension == "workspace_id" else ""
 
 
-def build_usage_snapshot(buckets_by_width: Mapping[str, Sequence[Bucket]], windows: Iterable[Window],
-                         group_by: tuple[str, ...], now: datetime) -> UsageSnapshot:
-    """Sum each window's buckets per label set; rows that map to the same labels are added."""
-    windows = tuple(windows)
-    series = _sum_windows(
-        buckets_by_width, windows, now, UsageValues(),
-        lambda row: (tuple(usage_label(d, v) for d, v in zip(group_by, row.dimensions, strict=True)), row.values))
-    # The finest width that holds any data says most precisely how fresh the data is.
-    widths = sorted(buckets_by_width, key=BUCKET_SECONDS.__getitem__)
-    stamps = (_data_timestamp(buckets_by_width[width], now) for width in widths)
-    return UsageSnapshot(group_by, tuple(w.name for w in windows), series,
-                         next((s for s in stamps if s is not None), None))
+def store_usage_bucket(bucket: Bucket, group_by: tuple[str, ...], table: LabelTable) -> StoredBucket:
+    def labels(row: UsageRow) -> tuple[str, ...]:
+        return tuple(usage_label(d, v) for d, v in zip(group_by, row.dimensions, strict=True))
+
+    def values(row: UsageRow) -> tuple[int, ...]:
+        v = row.values
+        return (v.uncached_input_tokens, v.cache_read_input_tokens, v.cache_creation_5m, v.cache_creation_1h,
+                v.output_tokens, v.web_search_requests)
+
+    return store_bucket(bucket, table, labels, values, USAGE_STRIDE, integer=True)
 
 
-def build_cost_snapshot(buckets: Sequence[Bucket], windows: Iterable[Window], now: datetime) -> CostSnapshot:
-    """Sum cents exactly with Decimal per window and label set, then convert to dollars."""
-    windows = tuple(w for w in windows if w.bucket_width == "1d")
-    cents = _sum_windows(
-        {"1d": buckets}, windows, now, Decimal(0),
-        lambda row: (tuple(cost_label(d, v) for d, v in zip(COST_DIMENSIONS, row.dimensions, strict=True)),
-                     row.amount_cents))
-    series = {labels: {name: amount / 100 for name, amount in per_window.items()}
-              for labels, per_window in cents.items()}
-    return CostSnapshot(tuple(w.name for w in windows), series, _data_timestamp(buckets, now))
+def store_cost_bucket(bucket: Bucket, table: LabelTable) -> StoredBucket:
+    def labels(row: CostRow) -> tuple[str, ...]:
+        return tuple(cost_label(d, v) for d, v in zip(COST_DIMENSIONS, row.dimensions, strict=True))
+
+    return store_bucket(bucket, table, labels, lambda row: (row.amount_cents,), 1, integer=False)
 
 
-def _sum_windows(
-    buckets_by_width: Mapping[str, Sequence[Bucket]], windows: tuple[Window, ...], now: datetime, zero: V,
-    labels_and_value: Callable[[Any], tuple[tuple[str, ...], V]],
-) -> dict[tuple[str, ...], dict[str, V]]:
-    """Per label set, the sum of each window's rows; every label set gets every window (``zero``)."""
-    sums: dict[tuple[str, ...], dict[str, V]] = defaultdict(dict)
+def build_usage_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, windows: Iterable[Window],
+                         group_by: tuple[str, ...], now: datetime, polled_at: datetime,
+                         withheld: bool = False) -> UsageSnapshot:
+    """Sum each window at ``now`` from the stored buckets of its width."""
+    series: dict[tuple[str, ...], dict[str, UsageValues]] = {}
+    if not withheld:
+        for labels, per_window in _window_sums(stores, table, windows, "usage", now, [0] * USAGE_STRIDE).items():
+            series[labels] = {name: UsageValues(*values) for name, values in per_window.items()}
+    return UsageSnapshot(group_by, series, _data_timestamp(stores, polled_at))
+
+
+def build_cost_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, windows: Iterable[Window],
+                        now: datetime, polled_at: datetime, withheld: bool = False) -> CostSnapshot:
+    """Sum cents exactly (Decimal) per window and label set, then convert to dollars."""
+    series: dict[tuple[str, ...], dict[str, Decimal]] = {}
+    if not withheld:
+        for labels, per_window in _window_sums(stores, table, windows, "cost", now, [Decimal(0)]).items():
+            series[labels] = {name: values[0] / 100 for name, values in per_window.items()}
+    return CostSnapshot(series, _data_timestamp(stores, polled_at))
+
+
+def _window_sums(stores: Mapping[str, BucketStore], table: LabelTable, windows: Iterable[Window], report: str,
+                 now: datetime, zero: list[Any]) -> dict[tuple[str, ...], dict[str, list[Any]]]:
+    """Per label set, each served window's sums; a label set seen in any window gets every one."""
+    per_window: dict[str, dict[int, list[Any]]] = {}
     for window in windows:
-        span = window_range(window, now)
-        for bucket in buckets_by_width.get(window.bucket_width, ()):
-            if not in_window(bucket.starting_at, span):
-                continue
-            for row in bucket.rows:
-                labels, value = labels_and_value(row)
-                per_window = sums[labels]
-                per_window[window.name] = per_window.get(window.name, zero) + value
-    return {labels: {w.name: per_window.get(w.name, zero) for w in windows} for labels, per_window in sums.items()}
+        width = summing_width(window, report)
+        if width is None or width not in stores:
+            continue
+        per_window[window.name] = stores[width].sums(*window_range(window, width, now))
+    label_ids = set().union(*per_window.values())
+    return {table.labels[i]: {name: sums.get(i, zero) for name, sums in per_window.items()} for i in label_ids}
 
 
-def _data_timestamp(buckets: Iterable[Bucket], now: datetime) -> float | None:
-    """End of the newest bucket that held any data (metrics.md: how fresh the data is).
+def _data_timestamp(stores: Mapping[str, BucketStore], polled_at: datetime) -> float | None:
+    """End of the newest bucket that held any data, at the finest width that has data.
 
     The bucket in progress ends in the future; its data is only as fresh as the poll, so the
-    end is capped at ``now``.
+    end is capped at the poll's time.
     """
-    ends = [b.ending_at for b in buckets if b.rows]
-    return min(max(ends), now).timestamp() if ends else None
+    for width in sorted(stores, key=BUCKET_SECONDS.__getitem__):
+        end = stores[width].newest_data_end()
+        if end is not None:
+            return min(end, polled_at).timestamp()
+    return None

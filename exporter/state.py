@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+
+from exporter.config import WINDOWED_REPORTS
 
 REPORTS = ("usage", "cost", "api_keys", "workspaces")
 # The `reason` values of anthropic_exporter_poll_errors_total, created at 0 up front.
 POLL_ERROR_REASONS = ("timeout", "connection", "rate_limited", "overloaded", "server_error", "auth",
-                      "bad_request", "invalid_response", "invalid_row", "currency", "internal")
+                      "bad_request", "invalid_response", "internal")
+# The `reason` values of anthropic_exporter_skipped_rows, per windowed report.
+SKIP_REASONS = ("invalid_row", "currency")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class ExporterState:
         self._poll_errors: Counter[tuple[str, str, str]] = Counter(
             {(org, report, reason): 0 for org in self.organizations
              for report in REPORTS for reason in POLL_ERROR_REASONS})
+        self._skipped_rows = {(org, report, reason): 0 for org in self.organizations
+                              for report in WINDOWED_REPORTS for reason in SKIP_REASONS}
 
     def status(self, org: str, report: str) -> ReportStatus:
         with self._lock:
@@ -52,9 +58,20 @@ class ExporterState:
         with self._lock:
             return all(s.polled for s in self._status.values())
 
-    def succeeded(self, org: str, report: str, snapshot: Any, finished_at: float, duration: float) -> None:
+    def succeeded(self, org: str, report: str, snapshot: Any, finished_at: float, duration: float,
+                  skipped: Mapping[str, int] | None = None) -> None:
+        """A poll landed: its snapshot, and the rows skipped in the data now held."""
         with self._lock:
             self._status[(org, report)] = ReportStatus(snapshot, True, True, finished_at, duration)
+            if skipped is not None:
+                for reason in SKIP_REASONS:
+                    self._skipped_rows[(org, report, reason)] = skipped.get(reason, 0)
+            self.generation += 1
+
+    def republish(self, org: str, report: str, snapshot: Any) -> None:
+        """New figures without a poll: the clock moved a window, or the data went stale."""
+        with self._lock:
+            self._status[(org, report)] = replace(self._status[(org, report)], snapshot=snapshot)
             self.generation += 1
 
     def failed(self, org: str, report: str, reason: str, duration: float) -> None:
@@ -64,20 +81,13 @@ class ExporterState:
             self._poll_errors[(org, report, reason)] += 1
             self.generation += 1
 
-    def skipped_rows(self, org: str, report: str, reasons: Counter[str]) -> None:
-        if not reasons:
-            return
-        with self._lock:
-            for reason, count in reasons.items():
-                self._poll_errors[(org, report, reason)] += count
-            self.generation += 1
-
     def api_request(self, org: str, endpoint: str, code: str) -> None:
         with self._lock:
             self._api_requests[(org, endpoint, code)] += 1
             self.generation += 1
 
-    def counters(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], int]]:
-        """Copies of (api_requests, poll_errors), keyed by their label values."""
+    def counters(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], int],
+                                dict[tuple[str, str, str], int]]:
+        """Copies of (api_requests, poll_errors, skipped_rows), keyed by their label values."""
         with self._lock:
-            return dict(self._api_requests), dict(self._poll_errors)
+            return dict(self._api_requests), dict(self._poll_errors), dict(self._skipped_rows)

@@ -16,14 +16,26 @@ COST_LABELS = ("workspace_id", "cost_type", "model", "token_type", "service_tier
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
 
-def default_spans(now: datetime) -> dict[str, tuple[datetime, datetime]]:
-    """[start, end) of bucket starts per default window (metrics.md §1, Windows)."""
+def usage_spans(now: datetime) -> dict[str, tuple[datetime, datetime]]:
+    """[start, end) of bucket starts per default window of the usage report (metrics.md §1,
+    Windows): 1h and 24h from 1m buckets, the rest from 1h buckets, the current bucket included."""
     minute = now.replace(second=0, microsecond=0)
     hour = minute.replace(minute=0)
     day = hour.replace(hour=0)
     return {
         "1h": (minute - 59 * MINUTE, minute + MINUTE),  # the 60 newest minutes, this one included
-        "24h": (hour - 23 * HOUR, hour + HOUR),
+        "24h": (minute - 1439 * MINUTE, minute + MINUTE),  # the 1,440 newest minutes
+        "7d": (hour - 167 * HOUR, hour + HOUR),  # the 168 newest hours
+        "30d": (hour - 719 * HOUR, hour + HOUR),  # the 720 newest hours
+        "today": (day, hour + HOUR),
+        "month": (day.replace(day=1), hour + HOUR),
+    }
+
+
+def cost_spans(now: datetime) -> dict[str, tuple[datetime, datetime]]:
+    """The same for the cost report, which has only 1d buckets: no 1h or 24h window."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
         "7d": (day - 6 * DAY, day + DAY),
         "30d": (day - 29 * DAY, day + DAY),
         "today": (day, day + DAY),
@@ -36,13 +48,16 @@ def usage_labels(group_by, key) -> tuple[str, ...]:
     return tuple(nulls.get(d, "unknown") if v is None else v for d, v in zip(group_by, key, strict=True))
 
 
-def expected_usage(org, windows, group_by, now) -> dict[tuple[tuple[str, ...], str], UsageValues]:
-    """(label values, window) -> sums, for every label set seen in any window (0 elsewhere)."""
-    spans = default_spans(now)
+def expected_usage(org, windows, group_by, now, *, data_now=None) -> dict[tuple[tuple[str, ...], str], UsageValues]:
+    """(label values, window) -> sums, for every label set seen in any window (0 elsewhere).
+
+    ``data_now``: the simulator's events only up to then (the last poll), summed over the
+    windows as they stand at ``now``."""
+    spans = usage_spans(now)
     per_window = {}
     for window in windows:
         sums: dict[tuple[str, ...], UsageValues] = {}
-        for key, t in org.usage_totals(*spans[window.name], group_by).items():
+        for key, t in org.usage_totals(*spans[window.name], group_by, now=data_now).items():
             labels = usage_labels(group_by, key)
             sums[labels] = sums.get(labels, UsageValues()) + UsageValues(
                 t["uncached_input_tokens"], t["cache_read_input_tokens"], t["cache_creation_5m"],
@@ -53,15 +68,15 @@ def expected_usage(org, windows, group_by, now) -> dict[tuple[tuple[str, ...], s
             for name, sums in per_window.items() for labels in label_sets}
 
 
-def expected_cost(org, windows, now) -> dict[tuple[tuple[str, ...], str], Decimal]:
+def expected_cost(org, windows, now, *, data_now=None) -> dict[tuple[tuple[str, ...], str], Decimal]:
     """(label values, window) -> US dollars, for the windows of daily buckets only."""
-    spans = default_spans(now)
+    spans = cost_spans(now)
     per_window = {}
     for window in windows:
-        if window.bucket_width != "1d":
+        if window.name not in spans:
             continue
         sums: dict[tuple[str, ...], Decimal] = {}
-        for key, cents in org.cost_totals(*spans[window.name]).items():
+        for key, cents in org.cost_totals(*spans[window.name], now=data_now).items():
             labels = tuple(("default" if d == "workspace_id" else "") if v is None else v
                            for d, v in zip(COST_LABELS, key, strict=True))
             sums[labels] = sums.get(labels, Decimal(0)) + cents / 100

@@ -49,7 +49,7 @@ def test_bad_config_exits_2_listing_every_problem(tmp_path):
     assert result.stderr == textwrap.dedent("""\
         error: invalid configuration (2 problems):
           organizations[0].base_url: 'nope' is not an http(s) URL with a host
-          poll_intervals.usage: invalid duration 'never' (expected e.g. 30s, 5m, 1h)
+          poll_intervals.usage: invalid duration 'never' (expected e.g. 30s, 5m, 1h30m)
         """)
 
 

@@ -15,11 +15,20 @@ from prometheus_client.exposition import generate_latest
 from exporter.admin_api import APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
 from exporter.collector import AdminCollector, ExpositionCache
 from exporter.config import Window
-from exporter.snapshot import APIKeysSnapshot, WorkspacesSnapshot, build_cost_snapshot, build_usage_snapshot
+from exporter.snapshot import (
+    USAGE_STRIDE,
+    APIKeysSnapshot,
+    WorkspacesSnapshot,
+    build_cost_snapshot,
+    build_usage_snapshot,
+    store_cost_bucket,
+    store_usage_bucket,
+)
 from exporter.state import ExporterState
+from exporter.store import BucketStore, FetchPlan, LabelTable
 
 NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=UTC)
-WINDOWS = (Window("1h", "1m", buckets=60), Window("today", "1d", calendar="day"))
+WINDOWS = (Window("1h", span=3600), Window("today", calendar="day"))
 GROUP_BY = ("workspace_id", "api_key_id", "model")
 
 
@@ -28,12 +37,39 @@ def minute(offset: int) -> Bucket:
     return Bucket(start, start + timedelta(minutes=1), ())
 
 
+def hour(offset: int) -> Bucket:
+    start = NOW.replace(minute=0, second=0) - timedelta(hours=offset)
+    return Bucket(start, start + timedelta(hours=1), ())
+
+
 def with_rows(bucket: Bucket, *rows) -> Bucket:
     return Bucket(bucket.starting_at, bucket.ending_at, tuple(rows))
 
 
 def usage(dims, uncached=0, read=0, c5=0, c1=0, out=0, web=0) -> UsageRow:
     return UsageRow(dims, UsageValues(uncached, read, c5, c1, out, web))
+
+
+def held(by_width, to_stored, stride):
+    """Stores holding exactly these buckets, as after one full poll."""
+    table = LabelTable()
+    stores = {}
+    for width, buckets in by_width.items():
+        start = min((b.starting_at for b in buckets), default=NOW)
+        plan = FetchPlan(start, max((b.ending_at for b in buckets), default=NOW), True)
+        stores[width] = BucketStore(width, stride).merged(plan, [to_stored(b, table) for b in buckets],
+                                                          keep_from=start, now=NOW)
+    return stores, table
+
+
+def usage_snapshot(by_width, windows=WINDOWS, now=NOW):
+    stores, table = held(by_width, lambda b, t: store_usage_bucket(b, GROUP_BY, t), USAGE_STRIDE)
+    return build_usage_snapshot(stores, table, windows, GROUP_BY, now, now)
+
+
+def cost_snapshot(buckets, windows=WINDOWS, now=NOW):
+    stores, table = held({"1d": buckets}, store_cost_bucket, 1)
+    return build_cost_snapshot(stores, table, windows, now, now)
 
 
 TODAY = Bucket(datetime(2026, 3, 10, tzinfo=UTC), datetime(2026, 3, 11, tzinfo=UTC), ())
@@ -48,34 +84,42 @@ def test_usage_snapshot_sums_windows_maps_nulls_and_fills_zeros():
             with_rows(minute(0), usage(("w1", "k1", "m"), uncached=5),
                       usage((None, None, "m"), read=7)),  # the partial minute counts
         ],
-        "1d": [
-            with_rows(YESTERDAY, usage(("w2", "k2", "old"), out=99)),  # outside today
-            with_rows(TODAY, usage(("w1", "k1", "m"), uncached=15, out=1),
+        "1h": [
+            with_rows(hour(13), usage(("w2", "k2", "old"), out=99)),  # yesterday: outside today
+            with_rows(hour(2), usage(("w1", "k1", "m"), uncached=10, out=1)),
+            with_rows(hour(0), usage(("w1", "k1", "m"), uncached=5),
                       usage((None, None, None), c5=3), usage((None, None, None), c1=4)),  # collapse
         ],
     }
-    snapshot = build_usage_snapshot(by_width, WINDOWS, GROUP_BY, NOW)
+    snapshot = usage_snapshot(by_width)
     assert snapshot.series == {
         ("w1", "k1", "m"): {"1h": UsageValues(15, 0, 0, 0, 1, 0), "today": UsageValues(15, 0, 0, 0, 1, 0)},
         ("default", "console", "m"): {"1h": UsageValues(0, 7, 0, 0, 0, 0), "today": UsageValues()},
         ("default", "console", "unknown"): {"1h": UsageValues(), "today": UsageValues(0, 0, 3, 4, 0, 0)},
-    }
-    # data timestamp from the finest width: end of the newest minute with data, at most now
+    }  # ("w2", "k2", "old") is held, but in no window now: not exported
+    # data timestamp from the finest width: end of the newest minute with data, at most the poll's time
     assert snapshot.data_timestamp == NOW.timestamp()
-    older = build_usage_snapshot({"1m": by_width["1m"][:2], "1d": by_width["1d"]}, WINDOWS, GROUP_BY, NOW)
+    older = usage_snapshot({"1m": by_width["1m"][:2], "1h": by_width["1h"]})
     assert older.data_timestamp == (NOW.replace(second=0) - timedelta(minutes=58)).timestamp()
-    # no minute with data: the next finer width that has some
-    daily = build_usage_snapshot({"1m": [minute(3)], "1d": by_width["1d"]}, WINDOWS, GROUP_BY, NOW)
-    assert daily.data_timestamp == NOW.timestamp()
+    # no minute with data: the next coarser width that has some
+    hourly = usage_snapshot({"1m": [minute(3)], "1h": by_width["1h"]})
+    assert hourly.data_timestamp == NOW.timestamp()
+
+
+def test_a_withheld_snapshot_keeps_only_the_data_timestamp():
+    stores, table = held({"1m": [with_rows(minute(0), usage(("w", "k", "m"), out=1))]},
+                         lambda b, t: store_usage_bucket(b, GROUP_BY, t), USAGE_STRIDE)
+    snapshot = build_usage_snapshot(stores, table, WINDOWS, GROUP_BY, NOW, NOW, withheld=True)
+    assert snapshot.series == {}
+    assert snapshot.data_timestamp == NOW.timestamp()
 
 
 def test_cost_snapshot_is_exact_decimal_in_dollars():
     rows = [CostRow(("w1", "tokens", "m", "output_tokens", "standard", "0-200k", "global"), Decimal("0.1"))
             for _ in range(10)]
     rows.append(CostRow((None, "web_search", None, None, None, None, None), Decimal("1500")))
-    snapshot = build_cost_snapshot([with_rows(TODAY, *rows)], WINDOWS, NOW)
-    assert snapshot.windows == ("today",)  # cost only has 1d buckets
-    assert snapshot.series == {
+    snapshot = cost_snapshot([with_rows(TODAY, *rows)])
+    assert snapshot.series == {  # cost only has 1d buckets: no 1h window
         ("w1", "tokens", "m", "output_tokens", "standard", "0-200k", "global"): {"today": Decimal("0.01")},
         ("default", "web_search", "", "", "", "", ""): {"today": Decimal("15")},
     }
@@ -83,47 +127,45 @@ def test_cost_snapshot_is_exact_decimal_in_dollars():
 
 def make_state() -> ExporterState:
     state = ExporterState(["acme"], ["usage_report_messages"])
-    usage_snapshot = build_usage_snapshot(
+    snapshot = usage_snapshot(
         {"1m": [with_rows(minute(0), usage((None, "k1", "m"), uncached=5, read=6, c5=7, c1=8, out=9, web=1))],
-         "1d": [with_rows(TODAY, usage((None, "k1", "m"), uncached=50))]},
-        WINDOWS, GROUP_BY, NOW)
-    cost_snapshot = build_cost_snapshot(
+         "1h": [with_rows(hour(1), usage((None, "k1", "m"), uncached=50))]})
+    cost = cost_snapshot(
         [with_rows(TODAY, CostRow(("w1", "tokens", "m", "output_tokens", "batch", "0-200k", None),
-                                  Decimal("123.78912")))], WINDOWS, NOW)
+                                  Decimal("123.78912")))])
     stamp = NOW.timestamp()
-    state.succeeded("acme", "usage", usage_snapshot, stamp, 0.25)
-    state.succeeded("acme", "cost", cost_snapshot, stamp, 0.5)
+    state.succeeded("acme", "usage", snapshot, stamp, 0.25, Counter())
+    state.succeeded("acme", "cost", cost, stamp, 0.5, Counter({"currency": 2}))
     state.succeeded("acme", "api_keys", APIKeysSnapshot((APIKey("k1", "CI key", "archived", None),)), stamp, 0.1)
     state.failed("acme", "workspaces", "auth", 0.125)
     state.api_request("acme", "usage_report_messages", "200")
-    state.skipped_rows("acme", "cost", Counter({"currency": 2}))
     return state
 
 
 GOLDEN = textwrap.dedent('''\
-    # HELP anthropic_usage_uncached_input_tokens Sum over the window of `uncached_input_tokens` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # HELP anthropic_usage_uncached_input_tokens Sum over the window of `uncached_input_tokens` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_uncached_input_tokens gauge
     anthropic_usage_uncached_input_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 5.0
     anthropic_usage_uncached_input_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 50.0
-    # HELP anthropic_usage_cache_read_input_tokens Sum over the window of `cache_read_input_tokens` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # HELP anthropic_usage_cache_read_input_tokens Sum over the window of `cache_read_input_tokens` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_cache_read_input_tokens gauge
     anthropic_usage_cache_read_input_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 6.0
     anthropic_usage_cache_read_input_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_usage_output_tokens Sum over the window of `output_tokens` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # HELP anthropic_usage_output_tokens Sum over the window of `output_tokens` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_output_tokens gauge
     anthropic_usage_output_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 9.0
     anthropic_usage_output_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_usage_web_search_requests Sum over the window of `server_tool_use.web_search_requests` from GET /v1/organizations/usage_report/messages. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # HELP anthropic_usage_web_search_requests Sum over the window of `server_tool_use.web_search_requests` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_web_search_requests gauge
     anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 1.0
     anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_usage_cache_creation_input_tokens Sum over the window of `cache_creation.ephemeral_{5m,1h}_input_tokens` from GET /v1/organizations/usage_report/messages, by cache TTL. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # HELP anthropic_usage_cache_creation_input_tokens Sum over the window of `cache_creation.ephemeral_{5m,1h}_input_tokens` from GET /v1/organizations/usage_report/messages, by cache TTL. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_cache_creation_input_tokens gauge
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="5m",model="m",organization="acme",window="1h",workspace_id="default"} 7.0
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="1h",model="m",organization="acme",window="1h",workspace_id="default"} 8.0
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="5m",model="m",organization="acme",window="today",workspace_id="default"} 0.0
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="1h",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_cost_usd Sum over the window of `amount` (cents) / 100 from GET /v1/organizations/cost_report grouped by workspace_id and description, in US dollars. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # HELP anthropic_cost_usd Sum over the window of `amount` (cents) / 100 from GET /v1/organizations/cost_report grouped by workspace_id and description, in US dollars. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_cost_usd gauge
     anthropic_cost_usd{context_window="0-200k",cost_type="tokens",inference_geo="",model="m",organization="acme",service_tier="batch",token_type="output_tokens",window="today",workspace_id="w1"} 1.2378912
     # HELP anthropic_api_key_info API key names, 1 per key (all statuses), from GET /v1/organizations/api_keys. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
@@ -170,9 +212,13 @@ def test_golden_exposition():
     head, _, errors = text.partition("# HELP anthropic_exporter_poll_errors_total")
     assert head == GOLDEN
     assert 'anthropic_exporter_poll_errors_total{organization="acme",reason="auth",report="workspaces"} 1.0' in errors
-    assert 'anthropic_exporter_poll_errors_total{organization="acme",reason="currency",report="cost"} 2.0' in errors
+    assert 'reason="currency"' not in errors.partition("# HELP anthropic_exporter_skipped_rows")[0]
     # every reason exists at 0 before the first failure, for every report
-    assert errors.count("anthropic_exporter_poll_errors_total{") == 4 * 11
+    assert errors.count("anthropic_exporter_poll_errors_total{") == 4 * 9
+    # rows skipped in the data now held: a gauge, for both windowed reports and both reasons
+    assert 'anthropic_exporter_skipped_rows{organization="acme",reason="currency",report="cost"} 2.0' in errors
+    assert 'anthropic_exporter_skipped_rows{organization="acme",reason="invalid_row",report="usage"} 0.0' in errors
+    assert errors.count("anthropic_exporter_skipped_rows{") == 2 * 2
 
 
 def test_cache_renders_once_per_generation_and_appends_the_live_part():

@@ -46,15 +46,16 @@ def test_snapshots_equal_the_simulators_sums_in_every_window(setup, sim_org, clo
     assert {window for _, window in got_cost} == {"7d", "30d", "today", "month"}
 
 
-def test_one_request_per_width_and_report(setup, simulator):
+def test_the_first_poll_backfills_what_the_windows_need(setup, simulator):
     _, _, poller, registry = setup
     assert poller.poll_all()
     paths = [r.path for r in simulator.requests]
-    assert paths.count(ENDPOINTS["usage_report_messages"]) == 3  # 1m, 1h, 1d: one page each
-    assert paths.count(ENDPOINTS["cost_report"]) == 1
-    assert len(paths) == 6
+    # 1m: 1,440 buckets in one page; 1h: the 720 of 30d (wider than March's 10 days) in pages of 168
+    assert paths.count(ENDPOINTS["usage_report_messages"]) == 1 + 5
+    assert paths.count(ENDPOINTS["cost_report"]) == 1  # 31 daily buckets, one page
+    assert len(paths) == 6 + 1 + 2
     assert registry.get_sample_value("anthropic_exporter_api_requests_total",
-                                     {"organization": "acme", "endpoint": "usage_report_messages", "code": "200"}) == 3
+                                     {"organization": "acme", "endpoint": "usage_report_messages", "code": "200"}) == 6
 
 
 def test_recent_buckets_are_reread_without_double_counting(setup, sim_org, clock):
@@ -178,8 +179,9 @@ def test_each_report_is_polled_on_its_own_interval(simulator, admin_key, clock):
                     sleep=lambda s: None)
     poller.run(fake)
     paths = [r.path for r in simulator.requests]
-    # usage every 60 s (3 widths each), cost every 5 min, names every hour, in [0, 900)
-    assert paths.count(ENDPOINTS["usage_report_messages"]) == 15 * 3
+    # usage every 60 s (a backfill of 1 + 5 pages, then 1m and 1h each time), cost every 5 min,
+    # names every hour, in [0, 900)
+    assert paths.count(ENDPOINTS["usage_report_messages"]) == 6 + 14 * 2
     assert paths.count(ENDPOINTS["cost_report"]) == 3
     assert paths.count(ENDPOINTS["api_keys"]) == 1
     assert paths.count(ENDPOINTS["workspaces"]) == 1
