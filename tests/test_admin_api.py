@@ -308,6 +308,45 @@ def test_has_more_without_next_page_is_invalid_not_a_silent_cut(clock):
     assert info.value.reason == "invalid_response"
 
 
+@pytest.mark.parametrize("last_id", [None, ""])
+def test_a_list_with_has_more_but_no_last_id_is_invalid_not_a_silent_cut(clock, last_id):
+    page = {"data": [{"id": "wrkspc_1", "name": "A"}], "has_more": True, "first_id": "wrkspc_1", "last_id": last_id}
+    client, _ = scripted_client([(200, page)], clock)
+    with pytest.raises(AdminAPIError) as info:
+        client.workspaces(far())
+    assert info.value.reason == "invalid_response"
+    assert "last_id is missing" in str(info.value)
+
+
+def test_the_rows_skipped_are_counted_per_bucket(clock):
+    bad = {**ROW, "output_tokens": -1}
+    client, _ = scripted_client([(200, {"data": [bucket(DAY, [ROW, bad, bad]), bucket(DAY + timedelta(hours=1), [ROW])],
+                                        "has_more": False})], clock)
+    report = client.usage_report(DAY, DAY + timedelta(hours=2), "1h", GROUP_BY, far())
+    assert [b.skipped for b in report.buckets] == [(("invalid_row", 2),), ()]
+
+
+def test_grouping_by_speed_sends_the_fast_mode_beta_header_and_nothing_else_does(clock):
+    answer = (200, {"data": [bucket(DAY, [{**ROW, "speed": "fast"}])], "has_more": False})
+    client, fake = scripted_client([answer, answer, answer], clock)
+    report = client.usage_report(DAY, DAY + timedelta(hours=1), "1h", ("model", "speed"), far())
+    assert fake.sent[0].headers["anthropic-beta"] == "fast-mode-2026-02-01"
+    assert report.buckets[0].rows[0].dimensions == ("m", "fast")
+    client.usage_report(DAY, DAY + timedelta(hours=1), "1h", GROUP_BY, far())
+    client.cost_report(DAY, DAY + timedelta(days=1), far())
+    assert "anthropic-beta" not in fake.sent[1].headers and "anthropic-beta" not in fake.sent[2].headers
+
+
+def test_speed_account_and_service_account_against_the_simulator(simulator, sim_org, admin_key, clock):
+    group_by = ("model", "speed", "account_id", "service_account_id")
+    client = make_client(simulator.url, admin_key, clock)
+    start = clock().replace(minute=0, second=0) - timedelta(hours=48)
+    report = client.usage_report(start, start + timedelta(hours=48), "1h", group_by, far())
+    assert simulator.requests[-1].status == 200
+    assert totals(report) == {key: as_values(t) for key, t in sim_org.usage_totals(
+        start, start + timedelta(hours=48), group_by).items()}
+
+
 def test_overlapping_pages_are_refused_rather_than_counted_twice(clock):
     client, _ = scripted_client([
         (200, {"data": [bucket(DAY, [ROW])], "has_more": True, "next_page": "p2"}),

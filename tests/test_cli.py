@@ -93,3 +93,49 @@ def test_demo_once_needs_no_key():
     result = run("--demo", "--once")
     assert result.returncode == 0, result.stderr
     assert 'anthropic_workspace_info{organization="demo"' in result.stdout
+
+
+def test_serve_gets_ready_and_stops_cleanly_on_sigterm(live_simulator, tmp_path):
+    """The real process: listen, poll until /-/ready, then SIGTERM: exit 0 with a last log line."""
+    import json
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"organizations: [{{name: acme, base_url: '{live_simulator.url}'}}]\n")
+    environ = {**os.environ, "ANTHROPIC_ADMIN_API_KEY": ADMIN_KEY}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0",
+         "--log.format", "json"], stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        assert process.stderr is not None
+        listening = None
+        while listening is None:  # the first lines say where it listens (port 0: the kernel chose)
+            line = process.stderr.readline()
+            assert line, f"exited early with {process.wait()}"
+            record = json.loads(line)
+            if record["msg"] == "listening":
+                listening = record["url"]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(listening + "-/ready", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503  # not every report polled yet
+                assert time.monotonic() < deadline, "never became ready"
+                time.sleep(0.1)
+        with urllib.request.urlopen(listening + "metrics", timeout=5) as response:
+            assert b'anthropic_exporter_up{organization="acme",report="usage"} 1.0' in response.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        rest = [json.loads(line) for line in process.stderr.read().splitlines() if line.startswith("{")]
+        assert rest and rest[-1]["msg"] == "shutting down"
+        assert ADMIN_KEY not in json.dumps(rest)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
