@@ -8,16 +8,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+
+from exporter.timeutil import format_unix
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
-    moment = datetime.fromtimestamp(record.created, UTC)
     fields: dict[str, object] = {
-        "ts": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
+        "ts": format_unix(record.created, fraction="ms"),
         "level": "warn" if record.levelno == logging.WARNING else record.levelname.lower(),
         "caller": f"{record.module}.py:{record.lineno}",
     }

@@ -104,6 +104,8 @@ def landing_page(server: ExporterServer, now: Callable[[], float] = lambda: date
             state = "not polled yet"
         elif status.up:
             state = "ok"
+        elif getattr(status.snapshot, "withheld", False):
+            state = "failing (figures withheld: the data is older than stale_after)"
         else:
             state = "failing (serving the last good data)" if status.snapshot is not None else "failing"
         last = (f"{now() - status.last_success:.0f}s ago" if status.last_success is not None else "never")

@@ -30,6 +30,7 @@ class UsageSnapshot:
     label_names: tuple[str, ...]
     series: Mapping[tuple[str, ...], Mapping[str, UsageValues]]
     data_timestamp: float | None
+    withheld: bool = False  # the data is older than stale_after: no series
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class CostSnapshot:
 
     series: Mapping[tuple[str, ...], Mapping[str, Decimal]]
     data_timestamp: float | None
+    withheld: bool = False  # the data is older than stale_after: no series
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def build_usage_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, w
     if not withheld:
         for labels, per_window in _window_sums(stores, table, windows, "usage", now, [0] * USAGE_STRIDE).items():
             series[labels] = {name: UsageValues(*values) for name, values in per_window.items()}
-    return UsageSnapshot(group_by, series, _data_timestamp(stores, polled_at))
+    return UsageSnapshot(group_by, series, _data_timestamp(stores, polled_at), withheld)
 
 
 def build_cost_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, windows: Iterable[Window],
@@ -99,7 +101,7 @@ def build_cost_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, wi
     if not withheld:
         for labels, per_window in _window_sums(stores, table, windows, "cost", now, [Decimal(0)]).items():
             series[labels] = {name: values[0] / 100 for name, values in per_window.items()}
-    return CostSnapshot(series, _data_timestamp(stores, polled_at))
+    return CostSnapshot(series, _data_timestamp(stores, polled_at), withheld)
 
 
 def _window_sums(stores: Mapping[str, BucketStore], table: LabelTable, windows: Iterable[Window], report: str,

@@ -343,6 +343,10 @@ def test_speed_account_and_service_account_against_the_simulator(simulator, sim_
     start = clock().replace(minute=0, second=0) - timedelta(hours=48)
     report = client.usage_report(start, start + timedelta(hours=48), "1h", group_by, far())
     assert simulator.requests[-1].status == 200
+    keys = set(totals(report))
+    assert any(speed == "fast" for _, speed, _, _ in keys)
+    assert any(account is not None for _, _, account, _ in keys)
+    assert any(service_account is not None for _, _, _, service_account in keys)
     assert totals(report) == {key: as_values(t) for key, t in sim_org.usage_totals(
         start, start + timedelta(hours=48), group_by).items()}
 

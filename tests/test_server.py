@@ -71,6 +71,21 @@ def test_landing_page_shows_poll_status(exporter, simulator):
     assert "<td>acme</td><td>workspaces</td><td>failing</td>" in page
 
 
+def test_landing_page_says_when_figures_are_withheld(exporter, simulator, clock):
+    from datetime import timedelta
+    url, poller = exporter
+    poller.poll_all()
+    simulator.inject("/v1/organizations/usage_report", "500", times=100)
+    clock.now += timedelta(minutes=20)
+    assert not poller.poll("usage")
+    page = requests.get(url + "/").text
+    assert "<td>acme</td><td>usage</td><td>failing (serving the last good data)</td>" in page
+    poller.resum()
+    page = requests.get(url + "/").text
+    assert "<td>acme</td><td>usage</td><td>failing (figures withheld: the data is older than stale_after)</td>" in page
+    assert "anthropic_usage_output_tokens{" not in requests.get(url + "/metrics").text
+
+
 def test_unknown_path_is_404(exporter):
     url, _ = exporter
     assert requests.get(url + "/nope").status_code == 404
