@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from exporter.simulator.org import UsageEvent, is_dated_model
+from exporter.timeutil import format_rfc3339
 
 # Tokens of the prompt template the API adds to every request; keeps input_tokens >= 1
 # even when the whole prompt was read from the cache.
@@ -107,7 +108,7 @@ class RateLimits:
             self._input += input_tokens
             self._output += output_tokens
             used = (self._requests, self._input, self._output)
-        reset = (minute + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reset = format_rfc3339(minute + timedelta(minutes=1))
         input_left = max(0, self.INPUT_TOKENS - used[1])
         output_left = max(0, self.OUTPUT_TOKENS - used[2])
         values = {

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from exporter.timeutil import format_rfc3339
+
 Clock = Callable[[], datetime]
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -103,7 +105,7 @@ def make_id(prefix: str, rng: random.Random) -> str:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds, as object timestamps are written."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_rfc3339(moment, fraction="us")
 
 
 def dimension_value(event: UsageEvent, dimension: str) -> str | None:

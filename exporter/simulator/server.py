@@ -27,6 +27,7 @@ from exporter.simulator.org import (
     USAGE_DIMENSIONS,
     SimulatedOrganization,
 )
+from exporter.timeutil import format_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -327,15 +328,15 @@ def list_workspaces(org: SimulatedOrganization, params: Mapping[str, list[str]])
 def _report(data: list[dict[str, Any]], buckets: _Buckets) -> dict[str, Any]:
     next_page = None
     if buckets.next_start is not None:
-        cursor = _format_bucket_time(buckets.next_start).encode()
+        cursor = format_rfc3339(buckets.next_start).encode()
         next_page = "page_" + base64.b64encode(cursor).decode()
     return {"data": data, "has_more": next_page is not None, "next_page": next_page}
 
 
 def _bucket(start: datetime, width: timedelta, results: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "starting_at": _format_bucket_time(start),
-        "ending_at": _format_bucket_time(start + width),
+        "starting_at": format_rfc3339(start),
+        "ending_at": format_rfc3339(start + width),
         "results": results,
     }
 
@@ -395,10 +396,6 @@ def _snap(moment: datetime, width: timedelta) -> datetime:
     # UTC minutes, hours and days are all whole multiples of their width since the epoch.
     seconds = int(width.total_seconds())
     return datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds, UTC)
-
-
-def _format_bucket_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _format_amount(cents: Decimal) -> str:
