@@ -86,7 +86,8 @@ class Layout:
 
 
 def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short", *,
-               stack: bool = False, min_zero: bool = True, max_one: bool = False) -> dict[str, Any]:
+               stack: bool = False, min_zero: bool = True, max_one: bool = False,
+               threshold: float | None = None) -> dict[str, Any]:
     custom: dict[str, Any] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if not stack else 40,
                               "showPoints": "never", "spanNulls": False,
                               "stacking": {"group": "A", "mode": "normal" if stack else "none"}}
@@ -95,6 +96,11 @@ def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit
         defaults["min"] = 0
     if max_one:
         defaults["max"] = 1
+    if threshold is not None:
+        # A dashed red line at the threshold (an alert's), nothing coloured below it.
+        custom["thresholdsStyle"] = {"mode": "dashed"}
+        defaults["thresholds"] = {"mode": "absolute", "steps": [{"color": "transparent", "value": None},
+                                                                {"color": "red", "value": threshold}]}
     return {"type": "timeseries", "title": title, "description": description, "datasource": DS,
             "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": {"legend": {"displayMode": "table", "placement": "right", "showLegend": True,
@@ -117,13 +123,15 @@ def stat(title: str, description: str, targets: list[dict[str, Any]], unit: str 
                         "orientation": "auto", "textMode": "auto"}}
 
 
-def bargauge(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short") -> dict[str, Any]:
+def bargauge(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short", *,
+             max_one: bool = False) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": unit, "min": 0, "color": {"mode": "continuous-BlPu"},
+                                "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]}}
+    if max_one:
+        defaults["max"] = 1
     return {"type": "bargauge", "title": title, "description": description, "datasource": DS,
             "targets": targets,
-            "fieldConfig": {"defaults": {"unit": unit, "min": 0, "color": {"mode": "continuous-BlPu"},
-                                         "thresholds": {"mode": "absolute",
-                                                        "steps": [{"color": "green", "value": None}]}},
-                            "overrides": []},
+            "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
                         "valueMode": "color", "namePlacement": "left", "sizing": "auto",
                         "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}}
@@ -353,6 +361,8 @@ def spend_and_usage() -> dict[str, Any]:
                                "/ (\n" + all_tokens("model", "7d") + "\n> 0)\n* 1e6", "{{model}}")],
                        "currencyUSD"), 12, 8)
 
+    rate_limits(lay)
+
     variables = [
         datasource_variable(),
         query_variable("organization", "Organization", "label_values(anthropic_exporter_up, organization)"),
@@ -371,6 +381,153 @@ def spend_and_usage() -> dict[str, Any]:
     return dashboard("anthropic-spend-usage", "Anthropic: Spend and usage",
                      "Spend and token usage from Anthropic's Admin API usage and cost reports, polled by "
                      "anthropic-usage-exporter.", ["anthropic"], variables, lay)
+
+
+# The organization's rate limits (report rate_limits) and the busiest minute of the usage report.
+R = 'organization=~"$organization"'
+# AnthropicRateLimitPeakUtilizationHigh fires above this share of a limit.
+PEAK_ALERT_THRESHOLD = 0.8
+
+
+def group_names(expr: str, by: str) -> str:
+    """expr (with organization and group_id among its labels `by`) with the rate-limit group's
+    display name joined from anthropic_rate_limit_group_info; a group without one (or not
+    listed) is named by its id."""
+    inner = "  " + expr.replace("\n", "\n  ")
+    names = (f'max by (organization, group_id, group_name) (anthropic_rate_limit_group_info{{group_name!="", {R}}})')
+    return (f"(\n{inner}\n) * on (organization, group_id) group_left (group_name) {names}\n"
+            f"or on ({by})\n"
+            f'label_replace(\n{inner},\n  "group_name", "$1", "group_id", "(.+)"\n)')
+
+
+def rate_limits(lay: Layout) -> None:
+    lay.row("Rate limits (rate_limits report; the peak is the busiest minute of the usage report's 1m buckets)")
+    peak = "organization, group_id, limit_type"
+    lay.add(timeseries("Peak rate-limit utilization, busiest minute of the last hour",
+                       "anthropic_rate_limit_peak_utilization{window=\"1h\"}: in the busiest minute of the last "
+                       "hour, the tokens of the limiter's kind summed over the models of the rate-limit group, "
+                       "divided by the organization's limit (1 = the limit was reached: 429 errors). Computed by "
+                       "the exporter from the usage report's 1m buckets, so about 5 minutes behind; needs model "
+                       "in the usage group_by. requests_per_minute has none (the usage report has no request "
+                       "counts: see the client dashboard's headroom). The dashed line is where "
+                       "AnthropicRateLimitPeakUtilizationHigh fires.",
+                       [target(group_names(f'max by ({peak}) '
+                                           f'(anthropic_rate_limit_peak_utilization{{window="1h", {R}}})', peak),
+                               "{{group_name}} {{limit_type}} ({{organization}})")],
+                       "percentunit", threshold=PEAK_ALERT_THRESHOLD), 12, 8)
+    lay.add(bargauge("Peak rate-limit utilization, busiest minute of the last 24 hours",
+                     "anthropic_rate_limit_peak_utilization{window=\"24h\"}: as on the left, over the last 24 "
+                     "hours: how close each group and limiter came to its limit today.",
+                     [target(group_names(f'max by ({peak}) '
+                                         f'(anthropic_rate_limit_peak_utilization{{window="24h", {R}}})', peak),
+                             "{{group_name}} {{limit_type}} ({{organization}})", instant=True)],
+                     "percentunit", max_one=True), 12, 8)
+    limits = "organization, group_id, group_type, limit_type"
+    lay.add(table("Organization rate limits", "anthropic_rate_limit: the organization's configured limit per "
+                  "rate-limit group and limiter (per minute for the *_per_minute types).",
+                  [target(group_names(f"max by ({limits}) (anthropic_rate_limit{{{R}}})", limits), "",
+                          instant=True, fmt="table")],
+                  "short", hide=("Time",), rename={"Value": "limit"}), 12, 8)
+    lay.add(table("Workspace rate limits", "anthropic_workspace_rate_limit: each workspace's effective limit; "
+                  "source=workspace is an override set on the workspace, source=organization the "
+                  "organization's limit it inherits. Archived workspaces are left out; the Default Workspace has "
+                  "the organization's limits.",
+                  [target("max by (organization, workspace_id, group_id, limit_type, source) "
+                          f'(anthropic_workspace_rate_limit{{workspace_id=~"$workspace", {R}}})', "",
+                          instant=True, fmt="table")],
+                  "short", hide=("Time",), rename={"Value": "limit"}), 12, 8)
+
+
+# --------------------------------------------------------------------------------------------
+# Claude Code (the Claude Code analytics report, polled by the exporter)
+# --------------------------------------------------------------------------------------------
+
+# Daily records summed over whole UTC days: the windows today, 7d, 30d and month only.
+CC = 'organization=~"$organization", customer_type=~"$customer_type", terminal_type=~"$terminal_type"'
+CW = 'window="$code_window"'
+
+
+def code(metric: str, by: str | None = None, extra: str = "") -> str:
+    """sum [by (...)] (metric{window, filters})"""
+    selector = f"{metric}{{{CW}{extra}, {CC}}}"
+    return f"sum by ({by}) ({selector})" if by else f"sum({selector})"
+
+
+def claude_code() -> dict[str, Any]:
+    lay = Layout()
+    lay.row("Activity (whole UTC days, today included, summed over the window picked above; about an hour behind)")
+    lay.add(stat("Active users and keys", "anthropic_claude_code_active_actors: distinct actors (users, API keys) "
+                 "with any Claude Code activity in the window. Counted per customer type and terminal, so "
+                 "someone who used two terminals counts twice here.",
+                 [target(code("anthropic_claude_code_active_actors"), "actors")], "none"), 4, 4)
+    lay.add(stat("Sessions", "anthropic_claude_code_sessions: Claude Code sessions started.",
+                 [target(code("anthropic_claude_code_sessions"), "sessions")], "none"), 4, 4)
+    lay.add(stat("Lines added", "anthropic_claude_code_lines_of_code{change=\"added\"}.",
+                 [target(code("anthropic_claude_code_lines_of_code", extra=', change="added"'), "added")],
+                 "none"), 4, 4)
+    lay.add(stat("Lines removed", "anthropic_claude_code_lines_of_code{change=\"removed\"}.",
+                 [target(code("anthropic_claude_code_lines_of_code", extra=', change="removed"'), "removed")],
+                 "none"), 4, 4)
+    lay.add(stat("Commits", "anthropic_claude_code_commits: commits made by Claude Code.",
+                 [target(code("anthropic_claude_code_commits"), "commits")], "none"), 4, 4)
+    lay.add(stat("Pull requests", "anthropic_claude_code_pull_requests: pull requests opened by Claude Code.",
+                 [target(code("anthropic_claude_code_pull_requests"), "pull requests")], "none"), 4, 4)
+    lay.add(timeseries("Sessions by terminal", "anthropic_claude_code_sessions by terminal_type, over the window "
+                       "(a window's figure changes as days are added and, for 7d and 30d, dropped).",
+                       [target(code("anthropic_claude_code_sessions", "terminal_type"), "{{terminal_type}}")],
+                       "short", stack=True), 12, 8)
+    lay.add(timeseries("Lines of code added and removed", "anthropic_claude_code_lines_of_code by change.",
+                       [target(code("anthropic_claude_code_lines_of_code", "change"), "{{change}}")], "short"), 12, 8)
+    lay.add(timeseries("Commits and pull requests", "anthropic_claude_code_commits and "
+                       "anthropic_claude_code_pull_requests: made by Claude Code.",
+                       [target(code("anthropic_claude_code_commits"), "commits"),
+                        target(code("anthropic_claude_code_pull_requests"), "pull requests")], "short"), 12, 8)
+    lay.add(bargauge("Active users and keys by customer type and terminal",
+                     "anthropic_claude_code_active_actors by customer_type (api, subscription) and terminal_type.",
+                     [target(code("anthropic_claude_code_active_actors", "customer_type, terminal_type"),
+                             "{{customer_type}} {{terminal_type}}", instant=True)], "none"), 12, 8)
+
+    lay.row("Tools")
+    tools = "anthropic_claude_code_tool_actions"
+    accepted = code(tools, "tool", ', decision="accepted"')
+    decided = code(tools, "tool", ', decision=~"accepted|rejected"')
+    lay.add(bargauge("Tool acceptance rate by tool", "accepted / (accepted + rejected) of "
+                     "anthropic_claude_code_tool_actions, per tool (edit_tool, write_tool, bash_tool, ...): how often "
+                     "people accept what Claude Code proposes.",
+                     [target(f"{accepted}\n/ ({decided} > 0)", "{{tool}}", instant=True)],
+                     "percentunit", max_one=True), 12, 8)
+    lay.add(timeseries("Tool actions by tool and decision", "anthropic_claude_code_tool_actions by tool and "
+                       "decision (accepted, rejected).",
+                       [target(code(tools, "tool, decision"), "{{tool}} {{decision}}")], "short"), 12, 8)
+
+    lay.row("Models (tokens and the report's own estimated cost)")
+    lay.add(stat("Estimated cost", "anthropic_claude_code_estimated_cost_usd: the report's estimate, summed over "
+                 "models. An estimate at list prices, not the bill: the cost report has the billed figures.",
+                 [target(code("anthropic_claude_code_estimated_cost_usd"), "estimated cost")], "currencyUSD"), 4, 8)
+    lay.add(timeseries("Tokens by model and type", "anthropic_claude_code_tokens by model and token_type "
+                       "(input, output, cache_read, cache_creation).",
+                       [target(code("anthropic_claude_code_tokens", "model, token_type"),
+                               "{{model}} {{token_type}}")], "short", stack=True), 10, 8)
+    lay.add(bargauge("Estimated cost by model", "anthropic_claude_code_estimated_cost_usd by model.",
+                     [target(code("anthropic_claude_code_estimated_cost_usd", "model"), "{{model}}", instant=True)],
+                     "currencyUSD"), 10, 8)
+
+    variables = [
+        datasource_variable(),
+        query_variable("organization", "Organization", "label_values(anthropic_claude_code_sessions, organization)"),
+        query_variable("customer_type", "Customer type",
+                       'label_values(anthropic_claude_code_sessions{organization=~"$organization"}, customer_type)'),
+        query_variable("terminal_type", "Terminal",
+                       'label_values(anthropic_claude_code_sessions{organization=~"$organization"}, terminal_type)'),
+        custom_variable("code_window", "Window", ["today", "7d", "30d", "month"], "7d",
+                        "The Claude Code report window the panels sum over (label window): whole UTC days, "
+                        "today included; today and month are the UTC day and month so far."),
+    ]
+    return dashboard("anthropic-claude-code", "Anthropic: Claude Code",
+                     "Claude Code usage from the Admin API's Claude Code analytics report, polled by "
+                     "anthropic-usage-exporter: active users, sessions, lines of code, commits and pull "
+                     "requests, tool acceptance, tokens and estimated cost by model.",
+                     ["anthropic"], variables, lay, time_from="now-7d", refresh="5m")
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,7 +739,8 @@ def exporter_health() -> dict[str, Any]:
 def dashboards() -> dict[Path, str]:
     built = {"anthropic-spend-usage.json": spend_and_usage(),
              "anthropic-client-latency.json": client_latency(),
-             "anthropic-exporter-health.json": exporter_health()}
+             "anthropic-exporter-health.json": exporter_health(),
+             "anthropic-claude-code.json": claude_code()}
     return {DASHBOARDS_DIR / name: json.dumps(d, indent=2) + "\n" for name, d in built.items()}
 
 

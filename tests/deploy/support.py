@@ -104,9 +104,10 @@ def contract_metrics(text: str | None = None) -> dict[str, ContractMetric]:
 def contract_labels(text: str | None = None) -> dict[str, set[str]]:
     """The labels of every contract metric (without job and instance, which Prometheus adds).
 
-    From the braces after a name and the labels column of the client table; the usage and cost
-    reports' labels are described in prose (docs/metrics.md, "Labels" and "Cost"), so they
-    are spelled out here: every dimension `group_by` may add, each present only if configured.
+    From the braces after a name and the labels column of the client table; the usage, cost
+    and Claude Code reports' labels are described in prose (docs/metrics.md, "Labels", "Cost"
+    and "Claude Code"), so they are spelled out here: every dimension `group_by` may add, each
+    present only if configured, and the per-actor labels, present only with `per_actor`.
     """
     if text is None:
         text = METRICS_MD.read_text(encoding="utf-8")
@@ -120,17 +121,21 @@ def contract_labels(text: str | None = None) -> dict[str, set[str]]:
              "context_window", "inference_geo", "speed", "account_id", "service_account_id"}
     cost = {"organization", "window", "workspace_id", "cost_type", "model", "token_type", "service_tier",
             "context_window", "inference_geo"}
+    claude_code = {"organization", "window", "customer_type", "terminal_type", "actor", "actor_type"}
     for name in labels:
         if name.startswith("anthropic_usage_"):
             labels[name] |= usage
         if name == "anthropic_cost_usd":
             labels[name] |= cost
+        if name.startswith("anthropic_claude_code_"):
+            labels[name] |= claude_code
     return labels
 
 
 def windowed_metrics() -> set[str]:
-    """The gauges that hold a sum over a window (label `window`): never rate() them."""
-    return {name for name in contract_metrics() if name.startswith(("anthropic_usage_", "anthropic_cost_"))}
+    """The gauges that hold a figure over a window (label `window`): never rate() them, and pick
+    one window. Usage, cost and Claude Code sums, and the rate-limit peak utilization."""
+    return {name for name, labels in contract_labels().items() if "window" in labels}
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,11 +227,12 @@ def variable_promql(query: str) -> str:
 
 
 # What the Grafana variables stand for when an expression is sent to Prometheus directly:
-# every multi-value variable at "All" (.*), the usage window at its default.
+# every multi-value variable at "All" (.*), the usage and Claude Code windows at their defaults.
 GRAFANA_DEFAULTS = {
     "__rate_interval": "1m", "__interval": "15s", "__range": "1m",
     "organization": ".*", "workspace": ".*", "model": ".*", "job": ".*", "operation": ".*",
-    "window": "24h",
+    "customer_type": ".*", "terminal_type": ".*",
+    "window": "24h", "code_window": "7d",
 }
 
 

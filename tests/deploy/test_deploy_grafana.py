@@ -1,4 +1,4 @@
-"""The Grafana dashboards: schema, the ${datasource} variable, layout, and the panels the issue asks for."""
+"""The Grafana dashboards: schema, the ${datasource} variable, layout, and the panels the issues ask for."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ import re
 import pytest
 import yaml
 
-from .support import dashboard_files, expand_grafana, load_dashboard, panels, run, selectors
+from .support import alert_rules, dashboard_files, expand_grafana, load_dashboard, panels, run, selectors
 
 DASHBOARDS = {path.stem: load_dashboard(path) for path in dashboard_files()}
 SPEND = "anthropic-spend-usage"
 CLIENT = "anthropic-client-latency"
 HEALTH = "anthropic-exporter-health"
+CLAUDE_CODE = "anthropic-claude-code"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 
 
-def test_the_three_dashboards_exist_with_unique_uids():
-    assert set(DASHBOARDS) == {SPEND, CLIENT, HEALTH}
+def test_the_four_dashboards_exist_with_unique_uids():
+    assert set(DASHBOARDS) == {SPEND, CLIENT, HEALTH, CLAUDE_CODE}
     uids = [d["uid"] for d in DASHBOARDS.values()]
-    assert len(set(uids)) == 3 and all(re.fullmatch(r"[a-z0-9-]{1,40}", u) for u in uids)
+    assert len(set(uids)) == 4 and all(re.fullmatch(r"[a-z0-9-]{1,40}", u) for u in uids)
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -69,6 +70,7 @@ def test_layout_ids_are_unique_and_panels_do_not_overlap(name):
     (SPEND, {"datasource", "organization", "workspace", "model", "window"}),
     (CLIENT, {"datasource", "job", "model", "operation"}),
     (HEALTH, {"datasource", "job", "organization"}),
+    (CLAUDE_CODE, {"datasource", "organization", "customer_type", "terminal_type", "code_window"}),
 ])
 def test_template_variables(name, required):
     variables = {v["name"]: v for v in DASHBOARDS[name]["templating"]["list"]}
@@ -116,6 +118,83 @@ def test_client_dashboard_panels_and_exemplars():
     assert any("anthropic_client_retries_total" in e for e in exprs(CLIENT, r"retries"))
     assert any("anthropic_client_ratelimit_remaining" in e and "anthropic_client_ratelimit_limit" in e
                for e in exprs(CLIENT, r"headroom"))
+
+
+def test_rate_limit_panels_of_the_spend_dashboard():
+    """Peak utilization per group and limiter, the last hour (with the alert's threshold drawn)
+    and the last 24 hours, named from anthropic_rate_limit_group_info; the limits themselves."""
+    alert = next(r for r in alert_rules() if r["alert"] == "AnthropicRateLimitPeakUtilizationHigh")
+    threshold = float(re.search(r"> ([\d.]+)\s*$", alert["expr"]).group(1))
+    (hour,) = [p for p in panels(DASHBOARDS[SPEND]) if re.search(r"peak .*utilization.*last hour", p["title"], re.I)]
+    (expr,) = [t["expr"] for t in hour["targets"]]
+    peaks = [s for s in selectors(expr) if s.name == "anthropic_rate_limit_peak_utilization"]
+    assert peaks and all(s.matchers["window"] == ("=", "1h") for s in peaks)
+    assert "group_left (group_name)" in expr and "anthropic_rate_limit_group_info" in expr
+    assert "by (organization, group_id, limit_type)" in expr
+    steps = hour["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"color": "red", "value": threshold}
+    assert hour["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    for word in ("group_by", "requests_per_minute", "AnthropicRateLimitPeakUtilizationHigh"):
+        assert word in hour["description"], word
+    (day,) = exprs(SPEND, r"peak .*utilization.*24 hours")
+    assert {s.matchers["window"] for s in selectors(day) if s.name == "anthropic_rate_limit_peak_utilization"} == {
+        ("=", "24h")}
+    assert any("anthropic_rate_limit{" in e for e in exprs(SPEND, r"organization rate limits"))
+    assert any("anthropic_workspace_rate_limit" in e for e in exprs(SPEND, r"workspace rate limits"))
+
+
+def test_claude_code_dashboard_panels():
+    dash = DASHBOARDS[CLAUDE_CODE]
+    assert dash["title"] == "Anthropic: Claude Code"
+    for title, metric in ((r"^active users and keys$", "anthropic_claude_code_active_actors"),
+                          (r"^sessions$", "anthropic_claude_code_sessions"),
+                          (r"^commits$", "anthropic_claude_code_commits"),
+                          (r"^pull requests$", "anthropic_claude_code_pull_requests")):
+        assert any(metric in e for e in exprs(CLAUDE_CODE, title)), title
+    assert any('change="added"' in e for e in exprs(CLAUDE_CODE, r"^lines added$"))
+    assert any('change="removed"' in e for e in exprs(CLAUDE_CODE, r"^lines removed$"))
+    (rate,) = exprs(CLAUDE_CODE, r"tool acceptance rate")
+    accepted, decided = selectors(rate)
+    assert accepted.matchers["decision"] == ("=", "accepted")
+    assert decided.matchers["decision"] == ("=~", "accepted|rejected")
+    assert rate.count("sum by (tool)") == 2 and "> 0)" in rate
+    assert any("by (model, token_type)" in e and "anthropic_claude_code_tokens" in e
+               for e in exprs(CLAUDE_CODE, r"tokens by model"))
+    assert any("by (model)" in e and "anthropic_claude_code_estimated_cost_usd" in e
+               for e in exprs(CLAUDE_CODE, r"estimated cost by model"))
+    # Every windowed figure is read at the picked window, which offers the report's windows only.
+    window = next(v for v in dash["templating"]["list"] if v["name"] == "code_window")
+    assert [o["value"] for o in window["options"]] == ["today", "7d", "30d", "month"]
+    for panel in panels(dash):
+        for t in panel.get("targets", []):
+            for sel in selectors(t["expr"]):
+                assert sel.matchers["window"] == ("=", "$code_window"), panel["title"]
+
+
+def test_every_window_picked_is_one_the_metric_has():
+    """A window the report does not serve gives an empty panel: cost and Claude Code figures have
+    only the windows of whole days, the peak utilization only the windows of 1m buckets. A
+    Grafana variable stands for each of its options."""
+    windows = {"usage": {"1h", "24h", "7d", "30d", "today", "month"}, "days": {"7d", "30d", "today", "month"},
+               "minutes": {"1h", "24h"}}
+    kind = {"anthropic_cost_usd": "days", "anthropic_rate_limit_peak_utilization": "minutes"}
+    for name, dash in DASHBOARDS.items():
+        options = {f"${v['name']}": {o["value"] for o in v["options"]} for v in dash["templating"]["list"]
+                   if v["type"] == "custom"}
+        for panel in panels(dash):
+            for t in panel.get("targets", []):
+                for sel in selectors(t["expr"]):
+                    if "window" not in sel.matchers:
+                        continue
+                    allowed = windows[kind.get(sel.name, "days" if sel.name.startswith("anthropic_claude_code_")
+                                                else "usage")]
+                    value = sel.matchers["window"][1]
+                    picked = options.get(value, {value})
+                    assert picked <= allowed, f"{name}: {panel['title']}: {sel.name} has no window {picked - allowed}"
+    for rule in alert_rules():
+        for sel in selectors(rule["expr"]):
+            if sel.name == "anthropic_rate_limit_peak_utilization":
+                assert sel.matchers["window"][1] in windows["minutes"], rule["alert"]
 
 
 def test_health_dashboard_panels():
@@ -236,3 +315,31 @@ def test_the_name_join_check_catches_a_join_that_drops_series(promtool, tmp_path
     got = re.search(r"got: (.*)", output)
     assert result.returncode != 0 and got, output
     assert NAMED_IDS[kind][0] in got.group(1) and NEW_IDS[kind] not in got.group(1), output
+
+
+def test_the_rate_limit_group_join_names_groups_without_a_display_name_by_their_id(promtool, tmp_path):
+    """A group with no display name (or none listed) keeps its peak, named by its id; a group
+    listed under several models appears once. Evaluated by promtool."""
+    (expr,) = exprs(SPEND, r"peak .*utilization.*last hour")
+    series = [
+        {"series": 'anthropic_rate_limit_peak_utilization{organization="acme", group_id="grp_named", '
+                   'limit_type="output_tokens_per_minute", window="1h"}', "values": "0.5x10"},
+        {"series": 'anthropic_rate_limit_peak_utilization{organization="acme", group_id="grp_blank", '
+                   'limit_type="output_tokens_per_minute", window="1h"}', "values": "0.25x10"},
+        {"series": 'anthropic_rate_limit_peak_utilization{organization="acme", group_id="grp_named", '
+                   'limit_type="output_tokens_per_minute", window="24h"}', "values": "0.75x10"},
+    ]
+    for model in ("claude-x", "claude-x-20250101"):
+        series.append({"series": 'anthropic_rate_limit_group_info{organization="acme", group_id="grp_named", '
+                                 f'group_type="model_group", group_name="Claude X", model="{model}"}}',
+                       "values": "1x10"})
+    series.append({"series": 'anthropic_rate_limit_group_info{organization="acme", group_id="grp_blank", '
+                             'group_type="model_group", model="claude-y"}', "values": "1x10"})
+    expected = [
+        {"labels": '{organization="acme", group_id="grp_named", group_name="Claude X", '
+                   'limit_type="output_tokens_per_minute"}', "value": 0.5},
+        {"labels": '{organization="acme", group_id="grp_blank", group_name="grp_blank", '
+                   'limit_type="output_tokens_per_minute"}', "value": 0.25},
+    ]
+    result = promtool_evaluates(promtool, tmp_path, expand_grafana(expr), series, expected)
+    assert result.returncode == 0, f"{expr}\n{result.stdout}{result.stderr}"

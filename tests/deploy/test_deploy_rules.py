@@ -147,7 +147,8 @@ def test_the_alerts_the_issue_asks_for_exist():
             "AnthropicReportDataDelayed", "AnthropicSpendSpike", "AnthropicTokenUsageSpike",
             "AnthropicMonthlyBudgetWarning", "AnthropicMonthlyBudgetExceeded",
             "AnthropicMonthlyBudgetForecastExceeded", "AnthropicClientErrorRatioHigh",
-            "AnthropicClientLatencyHigh", "AnthropicRateLimitHeadroomLow"} <= names
+            "AnthropicClientLatencyHigh", "AnthropicRateLimitHeadroomLow",
+            "AnthropicRateLimitPeakUtilizationHigh"} <= names
     by_name = {r["alert"]: r["expr"] for r in alert_rules()}
     assert "anthropic_exporter_data_timestamp_seconds" in by_name["AnthropicReportDataDelayed"]
     assert "anthropic_exporter_last_success_timestamp_seconds" in by_name["AnthropicExporterPollStale"]
@@ -169,19 +170,40 @@ def readme_alert_section(alert: str) -> str:
 
 
 def test_the_readme_gives_the_poll_stale_thresholds_of_the_rule():
-    """Usage and cost figures are withheld after stale_after (15 minutes by default): the README
-    says when the alert fires, and that the figures are then withheld."""
+    """Usage and cost figures are withheld after stale_after (15 minutes by default), Claude Code
+    figures after 3 hours: the README says when the alert fires, and that the figures are then
+    withheld. Every report the exporter polls is covered."""
     (rule,) = [r for r in alert_rules() if r["alert"] == "AnthropicExporterPollStale"]
     units = {"60": "minutes", "3600": "hours"}
     thresholds = re.findall(r'\{report=~"([a-z_|]+)"\} > (\d+) \* (60|3600)\b', rule["expr"])
-    assert {reports for reports, _, _ in thresholds} == {"usage|cost", "api_keys|workspaces"}, rule["expr"]
+    assert {reports for reports, _, _ in thresholds} == {"usage|cost", "api_keys|workspaces|rate_limits|claude_code"}, \
+        rule["expr"]
     assert ("usage|cost", "15", "60") in thresholds, "usage and cost figures are withheld after 15 minutes"
+    assert ("api_keys|workspaces|rate_limits|claude_code", "3", "3600") in thresholds, "Claude Code: after 3 hours"
     section = readme_alert_section("AnthropicExporterPollStale")
     for _, number, unit in thresholds:
         assert f"{number} {units[unit]}" in section, f"the README does not say {number} {units[unit]}"
     duration = re.fullmatch(r"(\d+)m", rule["for"])
     assert duration and f"for {duration.group(1)} minutes" in section
     assert "withheld" in section and "stale_after" in section
+
+
+def test_the_peak_utilization_alert_reads_the_last_hour_and_the_readme_says_how_to_act():
+    """The busiest minute of the last hour against the organization's limit, the group named in
+    the description; the README gives the threshold, the wait, and what the figure cannot see."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == "AnthropicRateLimitPeakUtilizationHigh"]
+    (sel,) = selectors(rule["expr"])
+    assert sel.name == "anthropic_rate_limit_peak_utilization" and sel.matchers == {"window": ("=", "1h")}
+    threshold = re.fullmatch(r"\S+ > (0\.\d+)", rule["expr"].strip())
+    assert threshold, rule["expr"]
+    assert "anthropic_rate_limit_group_info" in rule["annotations"]["description"]
+    section = readme_alert_section("AnthropicRateLimitPeakUtilizationHigh")
+    percent = f"{round(float(threshold.group(1)) * 100)}%"
+    minutes = re.fullmatch(r"(\d+)m", rule["for"])
+    assert minutes and f"{percent} " in section and f"{minutes.group(1)} minutes" in section
+    for words in ("group_by", "requests_per_minute", "anthropic_rate_limit_group_info", "Rate limits",
+                  "anthropic_workspace_rate_limit", "prompt caching"):
+        assert words in section, words
 
 
 def test_every_rule_has_promtool_tests_that_fire_and_do_not_fire():
