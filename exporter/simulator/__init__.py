@@ -1,4 +1,5 @@
-"""A local, deterministic simulator of Anthropic's Admin API reports and the Messages API."""
+"""A local, deterministic simulator of Anthropic's Admin API reports, rate limits and Claude Code
+analytics, and of the Messages API."""
 
 from __future__ import annotations
 

@@ -16,11 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic organization")
+    parser.add_argument("--rate-limits-shape", choices=("current", "beta"), default="current",
+                        help="rate-limit entries with a `group` object, or the older beta shape")
     args = parser.parse_args(argv)
 
     try:
         org = SimulatedOrganization(seed=args.seed)
-        server = SimulatorServer(org, args.host, args.port).start()
+        server = SimulatorServer(org, args.host, args.port,
+                                 rate_limits_shape=args.rate_limits_shape).start()
     except OSError as error:
         parser.exit(2, f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {error}\n")
     print(f"Simulator listening on {server.url}", flush=True)

@@ -1,15 +1,17 @@
-"""A deterministic synthetic organization: workspaces, API keys, usage events and their cost."""
+"""A deterministic synthetic organization: workspaces, API keys, usage events and their cost, rate
+limits, and Claude Code analytics."""
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from exporter.timeutil import format_rfc3339
@@ -455,6 +457,186 @@ _METERS = (
 )
 
 
+# --- Rate limits ---------------------------------------------------------------------------------
+
+RATE_LIMIT_GROUP_TYPES = ("model_group", "batch", "token_count", "files", "skills", "web_search")
+# A limiter type no exporter knows: `limits[].type` is an open set, and readers must pass it on.
+UNKNOWN_LIMIT_TYPE = "stored_file_bytes"
+
+_RPM = "requests_per_minute"
+_ITPM = "input_tokens_per_minute"  # counts cache reads
+_ITPM_CACHE_AWARE = "input_tokens_per_minute_cache_aware"  # does not count cache reads
+_OTPM = "output_tokens_per_minute"
+
+
+class _LimitGroup(NamedTuple):
+    """One rate-limit group and the organization's limits on it."""
+
+    group_type: str  # one of RATE_LIMIT_GROUP_TYPES
+    name: str  # a model group's display name; for the other groups, their type
+    models: tuple[str, ...] | None  # every id and alias counting against it; None: not models
+    limits: tuple[tuple[str, int], ...]
+
+
+def _current(rpm: int, itpm: int, otpm: int, *more: tuple[str, int]) -> tuple[tuple[str, int], ...]:
+    # Current models: the input limit is cache-aware (cache reads do not count against it).
+    return ((_RPM, rpm), (_ITPM_CACHE_AWARE, itpm), (_OTPM, otpm), *more)
+
+
+def _legacy(rpm: int, itpm: int, otpm: int) -> tuple[tuple[str, int], ...]:
+    # Older models: the input limit counts cache reads too.
+    return ((_RPM, rpm), (_ITPM, itpm), (_OTPM, otpm))
+
+
+# The group the hourly busy minute (see BUSY_MINUTE_RATIO) loads to near its input limit. Its
+# limits are those of a smaller organization than the other groups': the busy minute has to be
+# affordable next to the rest of the synthetic traffic.
+BUSY_GROUP = "Claude Sonnet 4.x"
+BUSY_INPUT_LIMIT = 450_000
+# The busy minute's input tokens (uncached, cache reads and writes) over BUSY_INPUT_LIMIT.
+BUSY_MINUTE_RATIO = (0.86, 0.94)
+
+# Every model the simulator knows (the usage profiles' and every priced family's) is in exactly
+# one model group, by dated id and by alias. Workspace overrides below only ever lower a limit.
+_LIMIT_GROUPS = (
+    _LimitGroup("model_group", "Claude Fable 5", ("claude-fable-5",),
+                _current(2_000, 1_000_000, 200_000)),
+    _LimitGroup("model_group", "Claude Mythos 5", ("claude-mythos-5",),
+                _current(2_000, 1_000_000, 200_000)),
+    _LimitGroup("model_group", "Claude Opus 5", ("claude-opus-5",),
+                _current(4_000, 2_000_000, 400_000, ("fast_itpmca", 500_000),
+                         ("fast_otpm", 100_000))),
+    _LimitGroup("model_group", "Claude Sonnet 5", ("claude-sonnet-5",),
+                _current(4_000, 2_000_000, 400_000)),
+    _LimitGroup("model_group", "Claude Opus 4.x", (
+        "claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6", "claude-opus-4-5-20251101",
+        "claude-opus-4-5", "claude-opus-4-1-20250805", "claude-opus-4-1", "claude-opus-4-20250514",
+        "claude-opus-4-0",
+    ), _current(4_000, 2_000_000, 400_000)),
+    _LimitGroup("model_group", BUSY_GROUP, (
+        "claude-sonnet-4-6", "claude-sonnet-4-5-20250929", "claude-sonnet-4-5",
+        "claude-sonnet-4-20250514", "claude-sonnet-4-0",
+    ), _legacy(1_000, BUSY_INPUT_LIMIT, 90_000)),
+    _LimitGroup("model_group", "Claude Haiku 4.5",
+                ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+                _legacy(4_000, 4_000_000, 800_000)),
+    _LimitGroup("model_group", "Claude Sonnet 3.7",
+                ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet-latest"),
+                _legacy(4_000, 2_000_000, 400_000)),
+    # The oldest limit: input and output together.
+    _LimitGroup("model_group", "Claude Haiku 3.5",
+                ("claude-3-5-haiku-20241022", "claude-3-5-haiku-latest"),
+                ((_RPM, 4_000), ("tokens_per_minute", 480_000))),
+    _LimitGroup("model_group", "Claude Opus 3", ("claude-3-opus-20240229", "claude-3-opus-latest"),
+                _legacy(4_000, 400_000, 80_000)),
+    _LimitGroup("model_group", "Claude Haiku 3", ("claude-3-haiku-20240307",),
+                _legacy(4_000, 400_000, 80_000)),
+    _LimitGroup("batch", "batch", None, (("enqueued_batch_requests", 500_000), (_RPM, 4_000))),
+    _LimitGroup("token_count", "token_count", None, ((_RPM, 8_000),)),
+    _LimitGroup("files", "files", None, ((_RPM, 500), (UNKNOWN_LIMIT_TYPE, 500_000_000_000))),
+    _LimitGroup("skills", "skills", None, ((_RPM, 100),)),
+    _LimitGroup("web_search", "web_search", None, (("tool_uses_per_second", 30),)),
+)
+
+# Workspace name -> group name -> the workspace's own limits. A limiter the organization has no
+# limit of its own for (tokens_per_day here) shows org_limit null.
+_WORKSPACE_LIMITS: dict[str, dict[str, dict[str, int]]] = {
+    "Production": {
+        "Claude Opus 5": {_ITPM_CACHE_AWARE: 1_000_000, _OTPM: 200_000},
+        "Claude Sonnet 5": {_RPM: 2_000},
+    },
+    "Research": {
+        "Claude Opus 5": {_OTPM: 100_000, "tokens_per_day": 50_000_000},
+        "web_search": {"tool_uses_per_second": 5},
+    },
+}
+
+
+_BUSY_MODEL = _SONNET_45
+_BUSY_MODELS = frozenset(next(g.models or () for g in _LIMIT_GROUPS if g.name == BUSY_GROUP))
+_BUSY_KEY = "Default Workspace Key"
+assert _BUSY_MODEL in _BUSY_MODELS
+assert (_ITPM, BUSY_INPUT_LIMIT) in next(g.limits for g in _LIMIT_GROUPS if g.name == BUSY_GROUP)
+
+
+def _group_id(group: _LimitGroup) -> str:
+    # The same in every organization (and seed): it is the stable key of a group.
+    return make_id("rlg_", random.Random(f"rate-limit-group:{group.name}"))
+
+
+# --- Claude Code analytics -----------------------------------------------------------------------
+
+CLAUDE_CODE_LAG = timedelta(hours=1)  # only activity older than this is reported
+CLAUDE_CODE_TOOLS = ("edit_tool", "multi_edit_tool", "notebook_edit_tool", "write_tool")
+# Tools beyond the documented four: tool_actions is a map of any tool name.
+_EXTRA_CODE_TOOLS = ("bash_tool", "web_fetch_tool")
+_REMOTE_TERMINAL = "web"  # what remote (Claude Code on the web) sessions show as terminal_type
+
+
+class _CodeActor(NamedTuple):
+    """Someone (or some API key) using Claude Code, and how."""
+
+    kind: str  # "user_actor" or "api_actor"
+    name: str  # email address, or API key name
+    customer_type: str  # "api" or "subscription"
+    subscription_type: str | None  # "enterprise" or "team" for subscriptions, else None
+    terminals: tuple[str, ...]
+    remote: float  # share of sessions run remotely
+    sessions: float  # expected sessions on a weekday
+    model: str  # the model doing most of the work
+
+
+_CODE_ACTORS = (
+    _CodeActor("user_actor", "ada.lovelace@example.com", "api", None, ("vscode", "iTerm.app"),
+               0.1, 4, _OPUS_46_ID),
+    _CodeActor("user_actor", "grace.hopper@example.com", "api", None, ("tmux",), 0.0, 3,
+               _SONNET_5_ID),
+    _CodeActor("user_actor", "alan.turing@example.com", "api", None, ("cursor", "Apple_Terminal"),
+               0.25, 2, _OPUS_5_ID),
+    _CodeActor("user_actor", "katherine.johnson@example.com", "subscription", "enterprise",
+               ("vscode",), 0.0, 5, _SONNET_5_ID),
+    _CodeActor("user_actor", "edsger.dijkstra@example.com", "subscription", "enterprise",
+               ("ghostty", "tmux"), 0.15, 2, _OPUS_5_ID),
+    _CodeActor("user_actor", "barbara.liskov@example.com", "subscription", "enterprise",
+               ("WezTerm",), 0.5, 1.5, _SONNET_45),
+    _CodeActor("user_actor", "john.backus@example.com", "api", None, ("iTerm.app", "tmux"), 0.0,
+               3, _OPUS_46_ID),
+    _CodeActor("user_actor", "frances.allen@example.com", "api", None, ("vscode", "tmux"), 0.2,
+               2.5, _SONNET_5_ID),
+    _CodeActor("user_actor", "donald.knuth@example.com", "subscription", "enterprise",
+               ("Apple_Terminal",), 0.0, 1, _OPUS_5_ID),
+    _CodeActor("user_actor", "margaret.hamilton@example.com", "subscription", "enterprise",
+               ("vscode", "iTerm.app", "tmux"), 0.1, 4, _SONNET_5_ID),
+    _CodeActor("user_actor", "ken.thompson@example.com", "subscription", "enterprise",
+               ("tmux", "ghostty"), 0.0, 3, _OPUS_46_ID),
+    _CodeActor("user_actor", "radia.perlman@example.com", "api", None, ("cursor",), 0.3, 2,
+               _SONNET_5_ID),
+    # Headless runs with API keys (the Claude Code workspace's key, and a CI job's).
+    _CodeActor("api_actor", "Claude Code", "api", None, ("tmux",), 0.0, 6, _SONNET_5_ID),
+    _CodeActor("api_actor", "Production Backend", "api", None, ("xterm-256color",), 0.0, 3,
+               _HAIKU_45_ID),
+)
+
+
+class _CodeSession(NamedTuple):
+    """One Claude Code session, booked when it ended."""
+
+    timestamp: datetime
+    actor: int  # index into _CODE_ACTORS
+    terminal: str
+    remote: bool
+    added: int
+    removed: int
+    commits: int
+    pull_requests: int
+    tools: tuple[tuple[str, int, int], ...]  # (tool, accepted, rejected)
+    models: tuple[tuple[str, int, int, int, int], ...]  # (model, input, output, read, creation)
+
+
+# How many UTC days of Claude Code sessions are kept made; older ones are made again if asked.
+_CODE_DAYS_CACHED = 64
+
+
 def _activity(hour_start: datetime) -> float:
     """How busy an hour is relative to a weekday UTC working hour."""
     hour = hour_start.hour
@@ -495,6 +677,10 @@ class SimulatedOrganization:
     as time passes. Traffic served by the simulated Messages API is added with
     `record_message`. Time-billed usage that only the cost report shows (code execution,
     Managed Agents sessions) is made the same way per UTC day; see `metered`.
+
+    Every hour has one busy minute (`busy_minute`) that takes BUSY_GROUP to near its
+    organization input limit. The rate limits (`rate_limits`, `workspace_rate_limits`) are
+    fixed per seed, and Claude Code analytics (`claude_code_records`) are made per UTC day.
     """
 
     def __init__(self, seed: int = 7, clock: Clock | None = None) -> None:
@@ -577,6 +763,36 @@ class SimulatedOrganization:
         # UTC day -> (its metered usage, hours used in its month by its end, per meter)
         self._meter_days: dict[int, tuple[tuple[MeteredUsage, ...], tuple[Decimal, ...]]] = {}
 
+        # The key of the job behind each hour's busy minute: in the Default Workspace, whose
+        # limits are the organization's.
+        self._busy_key_id = key_ids[_BUSY_KEY]
+        self._busy_minutes: dict[int, datetime] = {}  # hour -> its busy minute
+
+        # Rate limits. Entry ids differ per organization (drawn from a generator of their own,
+        # so the ids above stay as they were for a seed); group ids are the same everywhere.
+        limits_rng = random.Random(f"rate-limits:{seed}")
+        self._rate_limit_entries: list[dict[str, Any]] = []
+        for group in _LIMIT_GROUPS:
+            group_object: dict[str, Any] = {"type": group.group_type, "id": _group_id(group)}
+            if group.group_type == "model_group":
+                group_object["display_name"] = group.name
+            self._rate_limit_entries.append({
+                "type": "rate_limit",
+                "id": make_id("rl_", limits_rng),
+                "group_type": group.group_type,  # deprecated in favour of group.type
+                "group": group_object,
+                "models": list(group.models) if group.models is not None else None,
+                "limits": [{"type": kind, "value": value} for kind, value in group.limits],
+            })
+        # Workspace id -> group name -> its own limits; the Default Workspace has no entry.
+        self._workspace_limits: dict[str, dict[str, dict[str, int]]] = {
+            workspace_id: _WORKSPACE_LIMITS.get(name, {})
+            for name, workspace_id in workspace_ids.items()
+        }
+
+        # UTC day -> its Claude Code sessions, for the newest _CODE_DAYS_CACHED days asked for.
+        self._code_days: dict[int, tuple[_CodeSession, ...]] = {}
+
     # --- events --------------------------------------------------------------------------------
 
     def events(
@@ -633,8 +849,64 @@ class SimulatedOrganization:
             count = int(expected) + (1 if rng.random() < expected % 1 else 0)
             for _ in range(count):
                 events.append(_draw_event(rng, hour_start, sender))
+        events.extend(self._busy_minute_events(hour, hour_start, events))
         events.sort(key=lambda e: e.timestamp)
         return tuple(events)
+
+    def _busy_minute_events(
+        self, hour: int, hour_start: datetime, natural: Sequence[UsageEvent]
+    ) -> list[UsageEvent]:
+        """An hourly job's burst: requests that fill one minute to BUSY_MINUTE_RATIO of the busy
+        group's input limit, so a peak-utilization figure has something to show at any time.
+
+        Drawn from a generator of its own, so the rest of the hour is what it was without it. The
+        minute is one without other traffic of the group, so its tokens are the burst's alone
+        (plus whatever clients send the Messages API then). The first request writes the shared
+        prompt prefix to the cache and the others read it; input_tokens_per_minute counts both.
+        """
+        rng = random.Random(f"{self.seed}:busy:{hour}")
+        taken = {(event.timestamp - hour_start).seconds // 60
+                 for event in natural if event.model in _BUSY_MODELS}
+        minute = hour_start + timedelta(minutes=rng.choice(
+            [m for m in range(60) if m not in taken]))
+        target = round(BUSY_INPUT_LIMIT * rng.uniform(*BUSY_MINUTE_RATIO))
+        count = rng.randint(8, 12)
+        prefix = round(target * rng.uniform(0.75, 0.85) / count)  # most of it cached
+        uncached_total = target - count * prefix
+        weights = [rng.uniform(0.5, 1.5) for _ in range(count)]
+        uncached = [max(1, int(weight * uncached_total / sum(weights))) for weight in weights]
+        uncached[-1] += uncached_total - sum(uncached)
+        seconds = sorted(rng.randrange(60) for _ in range(count))
+        events = [
+            UsageEvent(
+                timestamp=minute + timedelta(seconds=second),
+                workspace_id=None,
+                api_key_id=self._busy_key_id,
+                model=_BUSY_MODEL,
+                service_tier="standard",
+                context_window="0-200k",
+                inference_geo=_NA,
+                uncached_input_tokens=tokens,
+                cache_read_input_tokens=prefix if index else 0,
+                cache_creation_5m=0 if index else prefix,
+                cache_creation_1h=0,
+                output_tokens=_around(rng, 400),
+                web_search_requests=0,
+            )
+            for index, (second, tokens) in enumerate(zip(seconds, uncached, strict=True))
+        ]
+        with self._lock:
+            self._busy_minutes.setdefault(hour, minute)
+        return events
+
+    def busy_minute(self, moment: datetime) -> datetime:
+        """The start of the busy minute in the UTC hour holding `moment` (see
+        _busy_minute_events): the minute whose input tokens of BUSY_GROUP's models come to
+        BUSY_MINUTE_RATIO of its input_tokens_per_minute limit, BUSY_INPUT_LIMIT."""
+        hour = int(moment.timestamp()) // 3600
+        self._synthetic_hour(hour)
+        with self._lock:
+            return self._busy_minutes[hour]
 
     # --- metered usage (cost report only) ------------------------------------------------------
 
@@ -784,6 +1056,135 @@ class SimulatedOrganization:
         return lines
 
 
+    # --- rate limits ---------------------------------------------------------------------------
+
+    def rate_limits(self) -> list[dict[str, Any]]:
+        """The organization's rate-limit entries, in the current shape (with a `group` object):
+        model groups first, then the batch, token counting, files, skills and web search
+        groups (`models` null)."""
+        return copy.deepcopy(self._rate_limit_entries)
+
+    def workspace_rate_limits(
+        self, workspace_id: str, *, include_inherited: bool = False
+    ) -> list[dict[str, Any]] | None:
+        """A workspace's rate-limit entries; None for the Default Workspace (its limits are the
+        organization's) and for ids of no workspace, which the API answers with 404.
+
+        Without `include_inherited` only the groups the workspace overrides are listed, with
+        only the limiters it overrides; with it every group, each limiter once: its own value
+        (source workspace) or the organization's (source organization).
+        """
+        overrides = self._workspace_limits.get(workspace_id)
+        if overrides is None:
+            return None
+        entries: list[dict[str, Any]] = []
+        for group, entry in zip(_LIMIT_GROUPS, self._rate_limit_entries, strict=True):
+            own = overrides.get(group.name, {})
+            if not own and not include_inherited:
+                continue
+            org_limits = dict(group.limits)
+            limits: list[dict[str, Any]] = []
+            for kind, org_value in group.limits:
+                if kind in own:
+                    limits.append(_workspace_limit(kind, own[kind], org_value, "workspace"))
+                elif include_inherited:
+                    limits.append(_workspace_limit(kind, org_value, org_value, "organization"))
+            limits.extend(_workspace_limit(kind, value, None, "workspace")
+                          for kind, value in own.items() if kind not in org_limits)
+            entries.append({
+                "type": "workspace_rate_limit",
+                "rate_limit_id": entry["id"],
+                "workspace_id": workspace_id,
+                "group": dict(entry["group"]),
+                "models": list(group.models) if group.models is not None else None,
+                "limits": limits,
+            })
+        return entries
+
+    # --- Claude Code analytics -----------------------------------------------------------------
+
+    def claude_code_records(
+        self, day: date, *, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The Claude Code analytics records of one UTC day, as the report serves them.
+
+        One record per actor, terminal type and remoteness, summing the sessions of the day that
+        ended more than CLAUDE_CODE_LAG before `now` (default: clock()), so today's records
+        grow during the day. Sessions are made per UTC day from a generator seeded with
+        (seed, day). Records are sorted by actor type, actor name, terminal type and remoteness.
+        """
+        if now is None:
+            now = self.clock()
+        cutoff = now - CLAUDE_CODE_LAG
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        rows: dict[tuple[int, str, bool], list[_CodeSession]] = {}
+        for session in self._code_day(int(day_start.timestamp()) // 86400):
+            if session.timestamp < cutoff:
+                rows.setdefault((session.actor, session.terminal, session.remote), []).append(
+                    session)
+        records = [self._code_record(day_start, sessions) for sessions in rows.values()]
+        records.sort(key=lambda r: (r["actor"]["type"], _actor_name(r["actor"]),
+                                    r["terminal_type"], r["is_remote"]))
+        return records
+
+    def _code_record(self, day_start: datetime, sessions: list[_CodeSession]) -> dict[str, Any]:
+        first = sessions[0]
+        actor = _CODE_ACTORS[first.actor]
+        tools: dict[str, list[int]] = {tool: [0, 0] for tool in CLAUDE_CODE_TOOLS}
+        models: dict[str, list[int]] = {}
+        for session in sessions:
+            for tool, accepted, rejected in session.tools:
+                counts = tools.setdefault(tool, [0, 0])
+                counts[0] += accepted
+                counts[1] += rejected
+            for model, *tokens in session.models:
+                sums = models.setdefault(model, [0, 0, 0, 0])
+                for index, count in enumerate(tokens):
+                    sums[index] += count
+        name_field = "email_address" if actor.kind == "user_actor" else "api_key_name"
+        return {
+            "date": format_rfc3339(day_start),
+            "actor": {"type": actor.kind, name_field: actor.name},
+            "organization_id": self.organization_id,
+            "customer_type": actor.customer_type,
+            "terminal_type": first.terminal,
+            "is_remote": first.remote,
+            "core_metrics": {
+                "num_sessions": len(sessions),
+                "lines_of_code": {"added": sum(s.added for s in sessions),
+                                  "removed": sum(s.removed for s in sessions)},
+                "commits_by_claude_code": sum(s.commits for s in sessions),
+                "pull_requests_by_claude_code": sum(s.pull_requests for s in sessions),
+            },
+            # The documented four always; other tools only once used.
+            "tool_actions": {
+                tool: {"accepted": accepted, "rejected": rejected}
+                for tool, (accepted, rejected) in tools.items()
+                if tool in CLAUDE_CODE_TOOLS or accepted or rejected
+            },
+            "model_breakdown": [
+                {
+                    "model": model,
+                    "tokens": {"input": tokens[0], "output": tokens[1], "cache_read": tokens[2],
+                               "cache_creation": tokens[3]},
+                    "estimated_cost": {"currency": "USD", "amount": _code_cents(model, tokens)},
+                }
+                for model, tokens in sorted(models.items())
+            ],
+            "subscription_type": actor.subscription_type,
+        }
+
+    def _code_day(self, day: int) -> tuple[_CodeSession, ...]:
+        with self._lock:
+            cached = self._code_days.get(day)
+        if cached is not None:
+            return cached
+        sessions = _generate_code_day(self.seed, day)
+        with self._lock:
+            if day not in self._code_days and len(self._code_days) >= _CODE_DAYS_CACHED:
+                del self._code_days[next(iter(self._code_days))]  # the least recently made
+            return self._code_days.setdefault(day, sessions)
+
 # The cost report's service_tier is only standard or batch. Priority Tier (`priority`, and
 # `priority_on_demand` alike) is billed separately and left out of it. `flex` and
 # `flex_discount` have no published price and no service_tier value in the cost report, so
@@ -802,6 +1203,68 @@ class _Sender(NamedTuple):
     profile: _Profile
 
 
+
+
+def _workspace_limit(kind: str, value: int, org_limit: int | None, source: str) -> dict[str, Any]:
+    return {"type": kind, "value": value, "org_limit": org_limit, "source": {"type": source}}
+
+
+def _actor_name(actor: Mapping[str, str]) -> str:
+    return actor.get("email_address") or actor.get("api_key_name") or ""
+
+
+def _code_cents(model: str, tokens: Sequence[int]) -> int:
+    """Estimated cost in whole cents of Claude Code tokens (input, output, cache read, cache
+    creation), at standard rates with 5-minute cache writes."""
+    uncached, output, read, creation = tokens
+    cents = (
+        uncached * token_price_cents(model, "uncached_input_tokens", "standard", "global")
+        + output * token_price_cents(model, "output_tokens", "standard", "global")
+        + read * token_price_cents(model, "cache_read_input_tokens", "standard", "global")
+        + creation * token_price_cents(
+            model, "cache_creation.ephemeral_5m_input_tokens", "standard", "global")
+    )
+    return int(cents.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _generate_code_day(seed: int, day: int) -> tuple[_CodeSession, ...]:
+    rng = random.Random(f"{seed}:claude_code:{day}")
+    day_start = datetime.fromtimestamp(day * 86400, UTC)
+    weekend = day_start.weekday() >= 5
+    sessions: list[_CodeSession] = []
+    for index, actor in enumerate(_CODE_ACTORS):
+        expected = actor.sessions * (0.2 if weekend else 1.0) * rng.uniform(0.5, 1.5)
+        count = int(expected) + (1 if rng.random() < expected % 1 else 0)
+        for _ in range(count):
+            # People work during (their) day; headless runs at any hour.
+            second = (rng.randrange(86400) if actor.kind == "api_actor"
+                      else rng.randrange(7 * 3600, 20 * 3600))
+            remote = rng.random() < actor.remote
+            added = rng.randint(5, 400)
+            commits = rng.choice((0, 0, 1, 1, 2, 3))
+            tools = []
+            for tool in (*CLAUDE_CODE_TOOLS, *_EXTRA_CODE_TOOLS):
+                chance = 0.15 if tool == "notebook_edit_tool" else 0.8
+                accepted = rng.randint(1, 30) if rng.random() < chance else 0
+                tools.append((tool, accepted, rng.randint(0, accepted // 4)))
+            models = [(actor.model, _around(rng, 20_000), _around(rng, 6_000),
+                       _around(rng, 250_000), _around(rng, 30_000))]
+            if actor.model != _HAIKU_45_ID:  # small background calls
+                models.append((_HAIKU_45_ID, _around(rng, 3_000), _around(rng, 500), 0, 0))
+            sessions.append(_CodeSession(
+                timestamp=day_start + timedelta(seconds=second),
+                actor=index,
+                terminal=_REMOTE_TERMINAL if remote else rng.choice(actor.terminals),
+                remote=remote,
+                added=added,
+                removed=round(added * rng.uniform(0.1, 0.7)),
+                commits=commits,
+                pull_requests=1 if commits and rng.random() < 0.3 else 0,
+                tools=tuple(tools),
+                models=tuple(models),
+            ))
+    sessions.sort(key=lambda session: session.timestamp)
+    return tuple(sessions)
 
 
 def _key_named(name: str) -> _Key:

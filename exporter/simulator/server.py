@@ -1,4 +1,5 @@
-"""The simulator's HTTP server: Admin API reports and lists, the Messages API, injected faults."""
+"""The simulator's HTTP server: Admin API reports, lists and rate limits, the Messages API, injected
+faults."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import collections
 import contextlib
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -15,15 +17,16 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.simulator import messages
 from exporter.simulator.org import (
     BASE62,
+    RATE_LIMIT_GROUP_TYPES,
     USAGE_DIMENSIONS,
     SimulatedOrganization,
 )
@@ -38,13 +41,19 @@ API_VERSION = "2023-06-01"
 MESSAGES_API_VERSIONS = ("2023-06-01", "2026-10-21")
 FAST_MODE_BETA = "fast-mode-2026-02-01"
 MAX_RECORDED_REQUESTS = 10_000
-FAULTS = ("429", "500", "529", "slow", "malformed_json", "truncated", "stream_error")
+FAULTS = ("403", "429", "500", "529", "slow", "malformed_json", "truncated", "stream_error")
+# The rate-limit entries' shapes: "current" has a `group` object; the older beta shape has not.
+RATE_LIMIT_SHAPES = ("current", "beta")
 
 USAGE_PATH = "/v1/organizations/usage_report/messages"
 COST_PATH = "/v1/organizations/cost_report"
 API_KEYS_PATH = "/v1/organizations/api_keys"
 WORKSPACES_PATH = "/v1/organizations/workspaces"
 ME_PATH = "/v1/organizations/me"
+RATE_LIMITS_PATH = "/v1/organizations/rate_limits"
+CLAUDE_CODE_PATH = "/v1/organizations/usage_report/claude_code"
+# GET /v1/organizations/workspaces/{workspace_id}/rate_limits
+_WORKSPACE_RATE_LIMITS = re.compile(r"^/v1/organizations/workspaces/([^/]+)/rate_limits$")
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 FAULTS_PATH = "/_simulator/faults"
@@ -325,6 +334,129 @@ def list_workspaces(org: SimulatedOrganization, params: Mapping[str, list[str]])
     return list_page(workspaces, params)
 
 
+# --- Rate limits and Claude Code analytics --------------------------------------------------------
+
+
+def list_rate_limits(
+    org: SimulatedOrganization, params: Mapping[str, list[str]], shape: str = "current"
+) -> dict[str, Any]:
+    """The body of GET /v1/organizations/rate_limits."""
+    entries = _of_group_type(org.rate_limits(), params)
+    model = _scalar(params, "model")
+    if model is not None:
+        entries = [entry for entry in entries if model in (entry["models"] or ())]
+        if not entries:
+            raise ApiError(404, "not_found_error", f"No rate limits found for model '{model}'")
+    data, next_page = _offset_page(entries, params, "rate_limits")
+    return {"data": [_shaped(entry, shape) for entry in data], "next_page": next_page}
+
+
+def list_workspace_rate_limits(
+    org: SimulatedOrganization, workspace_id: str, params: Mapping[str, list[str]],
+    shape: str = "current",
+) -> dict[str, Any]:
+    """The body of GET /v1/organizations/workspaces/{workspace_id}/rate_limits: 404 for the
+    Default Workspace (whose limits are the organization's) and for unknown ids."""
+    text = _scalar(params, "include_inherited")
+    include_inherited = "false" if text is None else text.lower()
+    if include_inherited not in ("true", "false"):
+        raise _invalid("include_inherited: Input should be a valid boolean")
+    _of_group_type([], params)  # checks group_type before looking the workspace up
+    entries = org.workspace_rate_limits(workspace_id, include_inherited=include_inherited == "true")
+    if entries is None:
+        raise ApiError(404, "not_found_error", f"Workspace '{workspace_id}' not found")
+    data, next_page = _offset_page(_of_group_type(entries, params), params,
+                                   f"workspace_rate_limits:{workspace_id}")
+    return {"data": [_shaped(entry, shape) for entry in data], "next_page": next_page}
+
+
+def claude_code_report(
+    org: SimulatedOrganization, params: Mapping[str, list[str]], now: datetime
+) -> dict[str, Any]:
+    """The body of GET /v1/organizations/usage_report/claude_code: one UTC day's records, paged
+    by record. The boundary (what is older than an hour) is fixed by the first page and carried
+    in the cursor, so the pages of one pass fit together while the day still grows."""
+    text = _scalar(params, "starting_at")
+    if text is None:
+        raise _invalid("starting_at: Field required")
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise _invalid("starting_at: Input should be a valid date in the format YYYY-MM-DD") from None
+    limit = _int_param(params, "limit", 20, 1, 1000, "")
+    as_of, offset = now, 0
+    page = _scalar(params, "page")
+    if page:
+        cursor = _decode_cursor(page).split("|")
+        try:
+            if len(cursor) != 4 or cursor[0] != "claude_code" or cursor[1] != day.isoformat():
+                raise ValueError(page)
+            as_of, offset = _parse_time(cursor[2], "page"), int(cursor[3])
+        except (ValueError, ApiError):
+            raise _invalid("page: Invalid page token") from None
+        if offset < 0:
+            raise _invalid("page: Invalid page token")
+    records = org.claude_code_records(day, now=as_of)
+    data = records[offset:offset + limit]
+    end = offset + len(data)
+    next_page = None
+    if end < len(records):
+        boundary = format_rfc3339(as_of, fraction="us")
+        next_page = _encode_cursor(f"claude_code|{day.isoformat()}|{boundary}|{end}")
+    return {"data": data, "has_more": next_page is not None, "next_page": next_page}
+
+
+def _of_group_type(entries: list[dict[str, Any]],
+                   params: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    group_type = _scalar(params, "group_type")
+    if group_type is None:
+        return entries
+    if group_type not in RATE_LIMIT_GROUP_TYPES:
+        raise _invalid(f"group_type: Input should be {_one_of(RATE_LIMIT_GROUP_TYPES)}")
+    return [entry for entry in entries if entry["group"]["type"] == group_type]
+
+
+def _offset_page(items: list[dict[str, Any]], params: Mapping[str, list[str]],
+                 kind: str) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a list paged by an opaque `next_page`: without `limit`, everything from the
+    cursor on in one page."""
+    offset = 0
+    page = _scalar(params, "page")
+    if page:
+        kind_text, _, offset_text = _decode_cursor(page).rpartition("|")
+        if kind_text != kind or not offset_text.isdigit():
+            raise _invalid("page: Invalid page token")
+        offset = int(offset_text)
+    limit = _int_param(params, "limit", max(1, len(items)), 1, 1000, "")
+    data = items[offset:offset + limit]
+    end = offset + len(data)
+    return data, _encode_cursor(f"{kind}|{end}") if end < len(items) else None
+
+
+def _shaped(entry: dict[str, Any], shape: str) -> dict[str, Any]:
+    """An entry in the requested shape: the older beta one has `group_type` and no `group`."""
+    if shape == "current":
+        return entry
+    older = {name: value for name, value in entry.items() if name != "group"}
+    older.setdefault("group_type", entry["group"]["type"])
+    return older
+
+
+def _encode_cursor(text: str) -> str:
+    return "page_" + base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _decode_cursor(page: str) -> str:
+    try:
+        if not page.startswith("page_"):
+            raise ValueError(page)
+        return base64.urlsafe_b64decode(page[5:].encode()).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _invalid("page: Invalid page token") from None
+
+
 def _report(data: list[dict[str, Any]], buckets: _Buckets) -> dict[str, Any]:
     next_page = None
     if buckets.next_start is not None:
@@ -431,7 +563,7 @@ class SimulatorServer:
     Besides `inject()`, faults can be set over HTTP (`POST /_simulator/faults` with
     `{"path_prefix": ..., "fault": ..., "times": ..., "retry_after": ..., "delay": ...}`,
     `GET` lists them, `DELETE` clears them), and a Messages request can carry its own:
-    `x-simulator-fault: 429|500|529|slow|stream_error|malformed_json|truncated`, with
+    `x-simulator-fault: 403|429|500|529|slow|stream_error|malformed_json|truncated`, with
     `x-simulator-retry-after` and `x-simulator-delay` (seconds). Without a fault,
     `x-simulator-delay` delays a stream's first text delta (or a whole non-streamed reply),
     so clients can measure time to first token.
@@ -442,8 +574,14 @@ class SimulatorServer:
     >>> server.stop()
     """
 
-    def __init__(self, org: SimulatedOrganization, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, org: SimulatedOrganization, host: str = "127.0.0.1", port: int = 0,
+                 *, rate_limits_shape: str = "current") -> None:
+        if rate_limits_shape not in RATE_LIMIT_SHAPES:
+            raise ValueError(f"rate_limits_shape must be one of {', '.join(RATE_LIMIT_SHAPES)}")
         self.org = org
+        # "beta": serve rate-limit entries in the older shape, without the `group` object. An
+        # attribute, so a test can switch it on a running server.
+        self.rate_limits_shape = rate_limits_shape
         self._httpd = _HTTPServer((host, port), self)
         shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
         self.url = f"http://{shown_host}:{self._httpd.server_address[1]}"
@@ -489,7 +627,8 @@ class SimulatorServer:
     def inject(self, path_prefix: str, fault: str, times: int = 1, **params: Any) -> None:
         """Gives the next `times` requests whose path starts with `path_prefix` a fault.
 
-        Faults: "429" (`retry_after`: seconds, default None = no retry-after header), "500",
+        Faults: "403" (permission_error, as for a key without access to the route), "429"
+        (`retry_after`: seconds, default None = no retry-after header), "500",
         "529", "slow" (`delay`: seconds before a normal answer, default 1.0), "malformed_json"
         (200 with a body that is not JSON), "truncated" (the body is cut off halfway and the
         connection closed), "stream_error" (a streamed Messages reply breaks off with an
@@ -558,9 +697,11 @@ class SimulatorServer:
 
     def _api(self, method: str, path: str, params: dict[str, list[str]], headers: dict[str, str],
              body: bytes, base_headers: dict[str, str]) -> _Response:
-        admin_routes = {USAGE_PATH, COST_PATH, API_KEYS_PATH, WORKSPACES_PATH, ME_PATH}
+        admin_routes = {USAGE_PATH, COST_PATH, API_KEYS_PATH, WORKSPACES_PATH, ME_PATH,
+                        RATE_LIMITS_PATH, CLAUDE_CODE_PATH}
         messages_routes = {MESSAGES_PATH, COUNT_TOKENS_PATH}
-        if path in admin_routes and method == "GET":
+        admin_route = path in admin_routes or _WORKSPACE_RATE_LIMITS.match(path) is not None
+        if admin_route and method == "GET":
             is_messages = False
         elif path in messages_routes and method == "POST":
             is_messages = True
@@ -584,6 +725,9 @@ class SimulatorServer:
 
         fault = self._fault_for(path, headers, is_messages)
         if fault is not None:
+            if fault.fault == "403":
+                raise ApiError(403, "permission_error",
+                               "This API key does not have permission to use this resource")
             if fault.fault == "429":
                 extra = {}
                 if fault.retry_after is not None:
@@ -642,6 +786,14 @@ class SimulatorServer:
             return list_api_keys(self.org, params)
         if path == WORKSPACES_PATH:
             return list_workspaces(self.org, params)
+        if path == RATE_LIMITS_PATH:
+            return list_rate_limits(self.org, params, self.rate_limits_shape)
+        if path == CLAUDE_CODE_PATH:
+            return claude_code_report(self.org, params, now)
+        workspace = _WORKSPACE_RATE_LIMITS.match(path)
+        if workspace is not None:
+            return list_workspace_rate_limits(self.org, unquote(workspace.group(1)), params,
+                                              self.rate_limits_shape)
         return {"id": self.org.organization_id, "type": "organization",
                 "name": self.org.organization_name}
 

@@ -29,3 +29,24 @@ def test_runs_standalone_and_prints_url_and_admin_key() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_serves_the_older_rate_limits_shape_when_asked() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter.simulator", "--port", "0", "--rate-limits-shape", "beta"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        admin_key = process.stdout.readline().split()[-1]
+        response = requests.get(f"{url}/v1/organizations/rate_limits",
+                                headers={"x-api-key": admin_key, "anthropic-version": "2023-06-01"},
+                                timeout=5)
+        entries = response.json()["data"]
+        assert entries and all("group" not in e and e["group_type"] for e in entries)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
