@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import tenacity
@@ -39,7 +40,11 @@ ENDPOINTS = {
     "cost_report": "/v1/organizations/cost_report",
     "api_keys": "/v1/organizations/api_keys",
     "workspaces": "/v1/organizations/workspaces",
+    "rate_limits": "/v1/organizations/rate_limits",
+    "workspace_rate_limits": "/v1/organizations/workspaces/{workspace_id}/rate_limits",
+    "usage_report_claude_code": "/v1/organizations/usage_report/claude_code",
 }
+MAX_CURSOR_PAGES = 1000  # a bound on `next_page` loops, far above any real answer
 
 MAX_ATTEMPTS = 5
 MAX_BACKOFF = 30.0
@@ -124,6 +129,35 @@ class APIKey:
 class Workspace:
     id: str
     name: str
+    archived: bool = False
+
+
+@dataclass(frozen=True)
+class RateLimitGroup:
+    """One rate-limit group's limits: the organization's, or a workspace's effective ones."""
+
+    group_id: str
+    group_type: str
+    group_name: str  # display_name of a model group; "" for others
+    models: tuple[str, ...]  # model ids and aliases that count against it
+    limits: tuple[tuple[str, float, str], ...]  # (limit type, value, source: organization or workspace)
+
+
+@dataclass(frozen=True)
+class ClaudeCodeRecord:
+    """One actor's Claude Code activity on one UTC day (one terminal, local or remote)."""
+
+    actor: str  # email address or API key name
+    actor_type: str  # user_actor or api_actor, verbatim
+    customer_type: str
+    terminal_type: str
+    sessions: int
+    lines_added: int
+    lines_removed: int
+    commits: int
+    pull_requests: int
+    tool_actions: tuple[tuple[str, int, int], ...]  # (tool, accepted, rejected)
+    models: tuple[tuple[str, int, int, int, int, int], ...]  # (model, input, output, cache_read, cache_creation, cents)
 
 
 class RateLimiter:
@@ -277,8 +311,64 @@ class AdminClient:
         for item in self._list("workspaces", {"include_archived": "true"}, deadline):
             space_id, name = item.get("id"), item.get("name")
             if isinstance(space_id, str) and space_id:
-                spaces.append(Workspace(space_id, name if isinstance(name, str) else ""))
+                spaces.append(Workspace(space_id, name if isinstance(name, str) else "",
+                                        item.get("archived_at") is not None))
         return spaces
+
+    # -- rate limits and Claude Code -------------------------------------------------------
+
+    def rate_limits(self, deadline: float) -> list[RateLimitGroup]:
+        """The organization's limits per rate-limit group (every page)."""
+        groups = []
+        for item in self._cursor_pages("rate_limits", {}, deadline):
+            group = _parse_rate_limit_group(item, workspace=False)
+            if group is not None:
+                groups.append(group)
+        return groups
+
+    def workspace_rate_limits(self, workspace_id: str, deadline: float) -> list[RateLimitGroup] | None:
+        """A workspace's effective limits, inherited ones included; None where the API answers
+        404, as it does for the Default Workspace, whose limits are the organization's."""
+        path = ENDPOINTS["workspace_rate_limits"].format(workspace_id=quote(workspace_id, safe=""))
+        groups = []
+        try:
+            for item in self._cursor_pages("workspace_rate_limits", {"include_inherited": "true"}, deadline,
+                                           path=path):
+                group = _parse_rate_limit_group(item, workspace=True)
+                if group is not None:
+                    groups.append(group)
+        except AdminAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return groups
+
+    def claude_code(self, day: date, deadline: float) -> list[ClaudeCodeRecord]:
+        """Every record of one UTC day (the endpoint serves one day per request, plus pages)."""
+        records = []
+        params = {"starting_at": day.isoformat(), "limit": LIST_PAGE_SIZE}
+        for item in self._cursor_pages("usage_report_claude_code", params, deadline):
+            record = _parse_claude_code_record(item)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def _cursor_pages(self, endpoint: str, params: dict[str, Any], deadline: float,
+                      path: str | None = None) -> Iterator[dict[str, Any]]:
+        """Items of every page, following the opaque ``next_page`` until it is null."""
+        for _ in range(MAX_CURSOR_PAGES):
+            body = self._get(endpoint, params, deadline, path=path)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise AdminAPIError("invalid_response", f"{endpoint}: response has no data list")
+            yield from (item for item in data if isinstance(item, dict))
+            next_page = body.get("next_page")
+            if next_page is None or body.get("has_more") is False:
+                return
+            if not isinstance(next_page, str) or not next_page or next_page == params.get("page"):
+                raise AdminAPIError("invalid_response", f"{endpoint}: next_page is not a new page cursor")
+            params = {**params, "page": next_page}
+        raise AdminAPIError("invalid_response", f"{endpoint}: more than {MAX_CURSOR_PAGES} pages")
 
     def _list(self, endpoint: str, params: dict[str, Any], deadline: float) -> Iterator[dict[str, Any]]:
         params = {**params, "limit": LIST_PAGE_SIZE}
@@ -303,7 +393,7 @@ class AdminClient:
     # -- one GET, with retries -------------------------------------------------------------
 
     def _get(self, endpoint: str, params: dict[str, Any], deadline: float,
-             headers: dict[str, str] | None = None) -> dict[str, Any]:
+             headers: dict[str, str] | None = None, path: str | None = None) -> dict[str, Any]:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_retryable),
             wait=_backoff,
@@ -312,10 +402,11 @@ class AdminClient:
             sleep=self.sleep,
             reraise=True,
         )
-        return retrying(self._attempt, endpoint, params, deadline, {**self.headers, **(headers or {})})
+        return retrying(self._attempt, endpoint, params, deadline, {**self.headers, **(headers or {})},
+                        path or ENDPOINTS[endpoint])
 
     def _attempt(self, endpoint: str, params: dict[str, Any], deadline: float,
-                 headers: dict[str, str]) -> dict[str, Any]:
+                 headers: dict[str, str], path: str) -> dict[str, Any]:
         remaining = deadline - self.monotonic()
         if remaining <= 0:
             raise AdminAPIError("timeout", f"{endpoint}: poll deadline reached", final=True)
@@ -323,7 +414,7 @@ class AdminClient:
         timeout = min(self.settings.request_timeout, max(deadline - self.monotonic(), 0.001))
         try:
             # No redirects: requests would forward x-api-key to whatever host a redirect names.
-            response = self.session.get(self.base_url + ENDPOINTS[endpoint], params=params, headers=headers,
+            response = self.session.get(self.base_url + path, params=params, headers=headers,
                                         timeout=timeout, allow_redirects=False)
         except requests.Timeout:
             self.on_response(endpoint, "none")
@@ -496,3 +587,70 @@ def _parse_cost_row(row: Any) -> CostRow:
         raise _SkipRow("invalid_row")
     return CostRow(dims, cents)
 
+
+
+def _parse_rate_limit_group(item: dict[str, Any], *, workspace: bool) -> RateLimitGroup | None:
+    """Both shapes: with a ``group`` object (keyed on its id), and the older one without."""
+    group = _as_dict(item.get("group"))
+    group_id = group.get("id") or (item.get("rate_limit_id") if workspace else item.get("id"))
+    group_type = group.get("type") or item.get("group_type")
+    if not isinstance(group_id, str) or not group_id or not isinstance(group_type, str) or not group_type:
+        return None
+    name = group.get("display_name")
+    models = _as_list(item.get("models"))
+    limits = []
+    for limit in _as_list(item.get("limits")):
+        if not isinstance(limit, dict):
+            continue
+        kind, value = limit.get("type"), limit.get("value")
+        if not isinstance(kind, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        source = limit.get("source")
+        source_type = source.get("type") if isinstance(source, dict) else None
+        limits.append((kind, float(value), source_type if isinstance(source_type, str) else "organization"))
+    return RateLimitGroup(group_id, group_type, name if isinstance(name, str) else "",
+                          tuple(m for m in models if isinstance(m, str)), tuple(limits))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _parse_claude_code_record(item: dict[str, Any]) -> ClaudeCodeRecord | None:
+    actor = _as_dict(item.get("actor"))
+    actor_type = actor.get("type")
+    name = actor.get("email_address") or actor.get("api_key_name")
+    if not isinstance(actor_type, str) or not isinstance(name, str):
+        return None
+    core = _as_dict(item.get("core_metrics"))
+    lines = _as_dict(core.get("lines_of_code"))
+    tools = []
+    for tool, counts in _as_dict(item.get("tool_actions")).items():
+        if isinstance(counts, dict):
+            tools.append((str(tool), _int(counts.get("accepted")), _int(counts.get("rejected"))))
+    models = []
+    for entry in _as_list(item.get("model_breakdown")):
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
+            continue
+        tokens = _as_dict(entry.get("tokens"))
+        cost = _as_dict(entry.get("estimated_cost"))
+        cents = _int(cost.get("amount")) if cost.get("currency") in (None, "USD") else 0
+        models.append((entry["model"], _int(tokens.get("input")), _int(tokens.get("output")),
+                       _int(tokens.get("cache_read")), _int(tokens.get("cache_creation")), cents))
+    return ClaudeCodeRecord(
+        name, actor_type, _label(item.get("customer_type")), _label(item.get("terminal_type")),
+        _int(core.get("num_sessions")), _int(lines.get("added")), _int(lines.get("removed")),
+        _int(core.get("commits_by_claude_code")), _int(core.get("pull_requests_by_claude_code")),
+        tuple(tools), tuple(models))
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) and value else "unknown"
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config_check:
             sys.stdout.write(redacted_dump(config))
             return 0
-    state = ExporterState([org.name for org in config.organizations], ENDPOINTS)
+    state = ExporterState([org.name for org in config.organizations], ENDPOINTS, config.reports())
     polled = CollectorRegistry(auto_describe=False)
     polled.register(AdminCollector(state))
     if args.once:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest as generate_text
@@ -18,15 +19,19 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter import __version__
 from exporter.admin_api import COST_DIMENSIONS
-from exporter.snapshot import APIKeysSnapshot, CostSnapshot, UsageSnapshot, WorkspacesSnapshot
+from exporter.claude_code import ClaudeCodeSnapshot
+from exporter.snapshot import APIKeysSnapshot, CostSnapshot, RateLimitsSnapshot, UsageSnapshot, WorkspacesSnapshot
 from exporter.state import ExporterState
 
 REFRESH = "Refreshed when the exporter polls the Admin API (on a schedule), not per scrape."
-WINDOWED = ("Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape),"
+WINDOWED = ("Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape),"
             " re-summed as the window moves; withheld while the data is older than stale_after.")
 POLL_UPDATE = "Changes when a poll of the Admin API ends (on a schedule), not per scrape."
 USAGE_ENDPOINT = "GET /v1/organizations/usage_report/messages"
 COST_ENDPOINT = "GET /v1/organizations/cost_report"
+RATE_LIMITS_ENDPOINT = "GET /v1/organizations/rate_limits"
+WORKSPACE_RATE_LIMITS_ENDPOINT = "GET /v1/organizations/workspaces/{id}/rate_limits"
+CLAUDE_CODE_ENDPOINT = "GET /v1/organizations/usage_report/claude_code"
 
 # (metric name, the usage report field it sums, the UsageValues attribute that holds it)
 USAGE_METRICS = (
@@ -60,15 +65,21 @@ class AdminCollector:
     def collect(self) -> Iterator[Metric]:
         statuses = self.state.statuses()
         orgs = self.state.organizations
-        usage = {org: statuses[(org, "usage")].snapshot for org in orgs}
-        cost = {org: statuses[(org, "cost")].snapshot for org in orgs}
+
+        def snapshots(report: str) -> dict[str, Any]:
+            return {org: status.snapshot for org in orgs
+                    if (status := statuses.get((org, report))) is not None and status.snapshot is not None}
+
+        usage = snapshots("usage")
         yield from self._usage(usage)
-        yield from self._cost(cost)
+        yield from self._cost(snapshots("cost"))
         yield from self._names(statuses, orgs)
+        yield from self._rate_limits(snapshots("rate_limits"), usage)
+        yield from self._claude_code(snapshots("claude_code"))
         yield from self._health(statuses)
 
-    def _usage(self, snapshots: dict[str, UsageSnapshot | None]) -> Iterator[Metric]:
-        present = {org: s for org, s in snapshots.items() if s is not None}
+    def _usage(self, snapshots: dict[str, UsageSnapshot]) -> Iterator[Metric]:
+        present = snapshots
         group_by = next(iter(present.values())).label_names if present else ()
         labels = ["organization", "window", *group_by]
         for name, field, attribute in USAGE_METRICS:
@@ -90,14 +101,12 @@ class AdminCollector:
                     family.add_metric([org, window, *label_values, "1h"], values.cache_creation_1h)
         yield family
 
-    def _cost(self, snapshots: dict[str, CostSnapshot | None]) -> Iterator[Metric]:
+    def _cost(self, snapshots: dict[str, CostSnapshot]) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "anthropic_cost_usd",
             f"Sum over the window of `amount` (cents) / 100 from {COST_ENDPOINT} grouped by workspace_id"
             f" and description, in US dollars. {WINDOWED}", labels=["organization", "window", *COST_DIMENSIONS])
         for org, snapshot in snapshots.items():
-            if snapshot is None:
-                continue
             for label_values, per_window in snapshot.series.items():
                 for window, usd in per_window.items():
                     family.add_metric([org, window, *label_values], float(usd))
@@ -124,6 +133,82 @@ class AdminCollector:
                 spaces.add_metric([org, space.id, space.name], 1)
         yield keys
         yield spaces
+
+    def _rate_limits(self, snapshots: dict[str, RateLimitsSnapshot], usage: dict[str, UsageSnapshot]
+                     ) -> Iterator[Metric]:
+        group = ["organization", "group_id", "group_type"]
+        limit = GaugeMetricFamily(
+            "anthropic_rate_limit", f"The organization's configured limit per rate-limit group and limiter, from"
+            f" {RATE_LIMITS_ENDPOINT} (`limits[].value`). {REFRESH}", labels=[*group, "limit_type"])
+        workspace = GaugeMetricFamily(
+            "anthropic_workspace_rate_limit", "Each workspace's effective limit (source: workspace for an override,"
+            f" organization for an inherited one), from {WORKSPACE_RATE_LIMITS_ENDPOINT}?include_inherited=true."
+            f" {REFRESH}", labels=["organization", "workspace_id", "group_id", "group_type", "limit_type", "source"])
+        info = GaugeMetricFamily(
+            "anthropic_rate_limit_group_info", "1 per model id or alias a rate-limit group covers (`models`), from"
+            f" {RATE_LIMITS_ENDPOINT}: join usage by model onto groups. {REFRESH}",
+            labels=[*group, "group_name", "model"])
+        for org, snapshot in snapshots.items():
+            for g in snapshot.groups:
+                for kind, value, _ in g.limits:
+                    limit.add_metric([org, g.group_id, g.group_type, kind], value)
+                for model in g.models:
+                    info.add_metric([org, g.group_id, g.group_type, g.group_name, model], 1)
+            for workspace_id, groups in snapshot.workspaces:
+                for g in groups:
+                    for kind, value, source in g.limits:
+                        workspace.add_metric([org, workspace_id, g.group_id, g.group_type, kind, source], value)
+        peak = GaugeMetricFamily(
+            "anthropic_rate_limit_peak_utilization",
+            f"Over the window's 1m buckets of {USAGE_ENDPOINT}, the busiest minute's tokens of the limiter's kind"
+            f" summed over the group's models, divided by the organization's limit from {RATE_LIMITS_ENDPOINT}."
+            f" {WINDOWED}", labels=["organization", "group_id", "limit_type", "window"])
+        for org, held in usage.items():
+            for (group_id, kind, window), ratio in sorted(held.peak_utilization.items()):
+                peak.add_metric([org, group_id, kind, window], ratio)
+        yield from (limit, workspace, info, peak)
+
+    def _claude_code(self, snapshots: dict[str, ClaudeCodeSnapshot]) -> Iterator[Metric]:
+        names = next(iter(snapshots.values())).label_names if snapshots else ()
+        base = ["organization", "window", *names]
+
+        def family(name: str, what: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, f"Sum over the window's UTC days of {what} from {CLAUDE_CODE_ENDPOINT}."
+                                           f" {WINDOWED}", labels=[*base, *extra])
+
+        sessions = family("anthropic_claude_code_sessions", "`core_metrics.num_sessions`")
+        lines = family("anthropic_claude_code_lines_of_code", "`core_metrics.lines_of_code`", ("change",))
+        commits = family("anthropic_claude_code_commits", "`core_metrics.commits_by_claude_code`")
+        pulls = family("anthropic_claude_code_pull_requests", "`core_metrics.pull_requests_by_claude_code`")
+        actors = GaugeMetricFamily(
+            "anthropic_claude_code_active_actors", "Distinct actors with at least one record in the window's UTC"
+            f" days, from {CLAUDE_CODE_ENDPOINT}. {WINDOWED}", labels=base)
+        tools = family("anthropic_claude_code_tool_actions", "`tool_actions`", ("tool", "decision"))
+        tokens = family("anthropic_claude_code_tokens", "`model_breakdown[].tokens`", ("model", "token_type"))
+        cost = family("anthropic_claude_code_estimated_cost_usd", "`model_breakdown[].estimated_cost` (cents) / 100,"
+                      " in US dollars,", ("model",))
+        for org, snapshot in snapshots.items():
+            for labels, per_window in snapshot.core.items():
+                for window, (n, added, removed, made, prs, active) in per_window.items():
+                    key = [org, window, *labels]
+                    sessions.add_metric(key, n)
+                    lines.add_metric([*key, "added"], added)
+                    lines.add_metric([*key, "removed"], removed)
+                    commits.add_metric(key, made)
+                    pulls.add_metric(key, prs)
+                    actors.add_metric(key, active)
+            for (labels, tool), per_window in snapshot.tools.items():
+                for window, (accepted, rejected) in per_window.items():
+                    tools.add_metric([org, window, *labels, tool, "accepted"], accepted)
+                    tools.add_metric([org, window, *labels, tool, "rejected"], rejected)
+            for (labels, model), per_window in snapshot.models.items():
+                for window, (tin, tout, read, created, cents) in per_window.items():
+                    key = [org, window, *labels, model]
+                    for token_type, count in (("input", tin), ("output", tout), ("cache_read", read),
+                                              ("cache_creation", created)):
+                        tokens.add_metric([*key, token_type], count)
+                    cost.add_metric(key, cents / 100)
+        yield from (sessions, lines, commits, pulls, tools, tokens, cost, actors)
 
     def _health(self, statuses) -> Iterator[Metric]:
         build = GaugeMetricFamily("anthropic_exporter_build_info", "The exporter's version; always 1.",

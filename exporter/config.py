@@ -29,7 +29,11 @@ CALENDARS = ("day", "month")
 # The longest sliding span summed from each width; anything longer cannot be served.
 MAX_SPAN = {"1m": 86400, "1h": 31 * 86400}
 # Reports whose figures are windowed, so can go stale.
-WINDOWED_REPORTS = ("usage", "cost")
+WINDOWED_REPORTS = ("usage", "cost", "claude_code")
+# Every report the exporter can poll, in the order a first round polls them (workspaces before
+# rate_limits, whose workspace calls need the list).
+REPORTS = ("usage", "cost", "api_keys", "workspaces", "rate_limits", "claude_code")
+OPTIONAL_REPORTS = ("rate_limits", "claude_code")
 MIN_STALE_AFTER = 900.0  # 15 minutes; the default is this or three poll intervals, the longer
 DEFAULT_REFETCH = {"1m": 900.0, "1h": 3 * 3600.0, "1d": 3 * 86400.0}
 DEFAULT_FULL_REFRESH = 6 * 3600.0
@@ -96,14 +100,17 @@ class PollIntervals:
     cost: float = 300.0
     api_keys: float = 3600.0
     workspaces: float = 3600.0
+    rate_limits: float = 900.0  # overrides take effect within about an hour
+    claude_code: float = 3600.0  # the data lands about an hour after the activity
 
 
 @dataclass(frozen=True)
 class HTTPSettings:
     request_timeout: float = 30.0
     poll_timeout: float = 120.0
-    # The Admin API allows about 100 requests a minute per organization; stay well below.
-    max_requests_per_minute: int = 30
+    # The Admin API allows about 100 requests a minute per organization; stay below, leaving room
+    # for other admin tools. A first round (a month of Claude Code days among it) fits in one minute.
+    max_requests_per_minute: int = 60
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class StaleAfter:
 
     usage: float | None
     cost: float | None
+    claude_code: float | None
 
 
 DEFAULT_WINDOWS = (
@@ -126,7 +134,19 @@ DEFAULT_WINDOWS = (
 
 
 def default_stale_after(intervals: PollIntervals) -> StaleAfter:
-    return StaleAfter(max(MIN_STALE_AFTER, 3 * intervals.usage), max(MIN_STALE_AFTER, 3 * intervals.cost))
+    return StaleAfter(*(max(MIN_STALE_AFTER, 3 * getattr(intervals, report)) for report in WINDOWED_REPORTS))
+
+
+@dataclass(frozen=True)
+class ClaudeCodeSettings:
+    enabled: bool = True
+    # Per-actor labels carry email addresses (personal data) and the organization's head count.
+    per_actor: bool = False
+
+
+@dataclass(frozen=True)
+class RateLimitsSettings:
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,10 +156,17 @@ class Config:
     group_by: tuple[str, ...] = DEFAULT_GROUP_BY
     windows: tuple[Window, ...] = DEFAULT_WINDOWS
     http: HTTPSettings = HTTPSettings()
-    stale_after: StaleAfter = StaleAfter(MIN_STALE_AFTER, MIN_STALE_AFTER)  # as default_stale_after(PollIntervals())
+    stale_after: StaleAfter = StaleAfter(MIN_STALE_AFTER, MIN_STALE_AFTER, 3 * 3600.0)  # default_stale_after
     # The trailing horizon re-read by every poll, per bucket width, in seconds.
     refetch: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_REFETCH))
     full_refresh: float = DEFAULT_FULL_REFRESH
+    rate_limits: RateLimitsSettings = RateLimitsSettings()
+    claude_code: ClaudeCodeSettings = ClaudeCodeSettings()
+
+    def reports(self) -> tuple[str, ...]:
+        """The reports this configuration polls."""
+        enabled = {"rate_limits": self.rate_limits.enabled, "claude_code": self.claude_code.enabled}
+        return tuple(report for report in REPORTS if enabled.get(report, True))
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None, *,
@@ -245,7 +272,7 @@ class _Parser:
 
     def config(self, data: Any) -> Config | None:
         top = self.mapping(data, "", ("organizations", "poll_intervals", "usage", "windows", "http",
-                                      "stale_after", "refetch", "full_refresh"))
+                                      "stale_after", "refetch", "full_refresh", "rate_limits", "claude_code"))
         if data is not None and not isinstance(data, dict):
             return None
         organizations = self.organizations(top.get("organizations"))
@@ -257,7 +284,20 @@ class _Parser:
         stale_after = self.stale_after(top.get("stale_after"), default_stale_after(poll))
         refetch = self.refetch(top.get("refetch"))
         full_refresh = self.duration(top.get("full_refresh"), "full_refresh", DEFAULT_FULL_REFRESH)
-        return Config(organizations, poll, group_by, windows, http, stale_after, refetch, full_refresh)
+        rate_limits = self.mapping(top.get("rate_limits"), "rate_limits", ("enabled",))
+        claude_code = self.mapping(top.get("claude_code"), "claude_code", ("enabled", "per_actor"))
+        return Config(organizations, poll, group_by, windows, http, stale_after, refetch, full_refresh,
+                      RateLimitsSettings(self.boolean(rate_limits.get("enabled"), "rate_limits.enabled", True)),
+                      ClaudeCodeSettings(self.boolean(claude_code.get("enabled"), "claude_code.enabled", True),
+                                         self.boolean(claude_code.get("per_actor"), "claude_code.per_actor", False)))
+
+    def boolean(self, value: Any, path: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(path, f"must be true or false, got {_kind(value)}")
+            return default
+        return value
 
     def organizations(self, value: Any) -> tuple[Organization, ...]:
         if value is None:
@@ -335,10 +375,10 @@ class _Parser:
 
     def poll_intervals(self, value: Any) -> PollIntervals:
         defaults = PollIntervals()
-        fields = self.mapping(value, "poll_intervals", ("usage", "cost", "api_keys", "workspaces"))
+        fields = self.mapping(value, "poll_intervals", REPORTS)
         return PollIntervals(**{
             name: self.duration(fields.get(name), f"poll_intervals.{name}", getattr(defaults, name))
-            for name in ("usage", "cost", "api_keys", "workspaces")
+            for name in REPORTS
         })
 
     def group_by(self, value: Any) -> tuple[str, ...]:
@@ -466,7 +506,7 @@ def redacted_dump(config: Config) -> str:
         ],
         "poll_intervals": {
             name: format_duration(getattr(config.poll_intervals, name))
-            for name in ("usage", "cost", "api_keys", "workspaces")
+            for name in REPORTS
         },
         "usage": {"group_by": list(config.group_by)},
         "windows": [
@@ -480,10 +520,12 @@ def redacted_dump(config: Config) -> str:
         },
         "stale_after": {
             report: "never" if seconds is None else format_duration(seconds)
-            for report, seconds in (("usage", config.stale_after.usage), ("cost", config.stale_after.cost))
+            for report, seconds in ((r, getattr(config.stale_after, r)) for r in WINDOWED_REPORTS)
         },
         "refetch": {width: format_duration(seconds) for width, seconds in config.refetch.items()},
         "full_refresh": format_duration(config.full_refresh),
+        "rate_limits": {"enabled": config.rate_limits.enabled},
+        "claude_code": {"enabled": config.claude_code.enabled, "per_actor": config.claude_code.per_actor},
     }
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 

@@ -8,12 +8,21 @@ It is rebuilt when a poll lands, when the clock moves a window, and when a repor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from exporter.admin_api import COST_DIMENSIONS, APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
+from exporter.admin_api import (
+    COST_DIMENSIONS,
+    APIKey,
+    Bucket,
+    CostRow,
+    RateLimitGroup,
+    UsageRow,
+    UsageValues,
+    Workspace,
+)
 from exporter.config import BUCKET_SECONDS, Window
 from exporter.store import BucketStore, LabelTable, StoredBucket, store_bucket
 from exporter.windows import summing_width, window_range
@@ -31,6 +40,8 @@ class UsageSnapshot:
     series: Mapping[tuple[str, ...], Mapping[str, UsageValues]]
     data_timestamp: float | None
     withheld: bool = False  # the data is older than stale_after: no series
+    # (rate-limit group id, limit type, window) -> the busiest minute's share of the limit
+    peak_utilization: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,14 @@ class APIKeysSnapshot:
 @dataclass(frozen=True)
 class WorkspacesSnapshot:
     workspaces: tuple[Workspace, ...]
+
+
+@dataclass(frozen=True)
+class RateLimitsSnapshot:
+    """The organization's limits per group, and each listed workspace's effective limits."""
+
+    groups: tuple[RateLimitGroup, ...]
+    workspaces: tuple[tuple[str, tuple[RateLimitGroup, ...]], ...]
 
 
 def usage_label(dimension: str, value: str | None) -> str:
@@ -85,13 +104,15 @@ def store_cost_bucket(bucket: Bucket, table: LabelTable) -> StoredBucket:
 
 def build_usage_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, windows: Iterable[Window],
                          group_by: tuple[str, ...], now: datetime, polled_at: datetime,
-                         withheld: bool = False) -> UsageSnapshot:
+                         withheld: bool = False,
+                         peak_utilization: Mapping[tuple[str, str, str], float] | None = None) -> UsageSnapshot:
     """Sum each window at ``now`` from the stored buckets of its width."""
     series: dict[tuple[str, ...], dict[str, UsageValues]] = {}
     if not withheld:
         for labels, per_window in _window_sums(stores, table, windows, "usage", now, [0] * USAGE_STRIDE).items():
             series[labels] = {name: UsageValues(*values) for name, values in per_window.items()}
-    return UsageSnapshot(group_by, series, _data_timestamp(stores, polled_at), withheld)
+    return UsageSnapshot(group_by, series, _data_timestamp(stores, polled_at), withheld,
+                         {} if withheld else dict(peak_utilization or {}))
 
 
 def build_cost_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, windows: Iterable[Window],

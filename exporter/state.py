@@ -12,13 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from exporter.config import WINDOWED_REPORTS
+from exporter.config import REPORTS
 
-REPORTS = ("usage", "cost", "api_keys", "workspaces")
 # The `reason` values of anthropic_exporter_poll_errors_total, created at 0 up front.
 POLL_ERROR_REASONS = ("timeout", "connection", "rate_limited", "overloaded", "server_error", "auth",
                       "bad_request", "invalid_response", "internal")
-# The `reason` values of anthropic_exporter_skipped_rows, per windowed report.
+# The `reason` values of anthropic_exporter_skipped_rows, for the reports of buckets.
 SKIP_REASONS = ("invalid_row", "currency")
 
 
@@ -32,18 +31,19 @@ class ReportStatus:
 
 
 class ExporterState:
-    def __init__(self, organizations: Iterable[str], endpoints: Iterable[str]):
+    def __init__(self, organizations: Iterable[str], endpoints: Iterable[str], reports: Iterable[str] = REPORTS):
         self._lock = threading.Lock()
         self.organizations = tuple(organizations)
+        self.reports = tuple(reports)
         self.generation = 0
-        self._status = {(org, report): ReportStatus() for org in self.organizations for report in REPORTS}
+        self._status = {(org, report): ReportStatus() for org in self.organizations for report in self.reports}
         self._api_requests: Counter[tuple[str, str, str]] = Counter(
             {(org, endpoint, "200"): 0 for org in self.organizations for endpoint in endpoints})
         self._poll_errors: Counter[tuple[str, str, str]] = Counter(
             {(org, report, reason): 0 for org in self.organizations
-             for report in REPORTS for reason in POLL_ERROR_REASONS})
+             for report in self.reports for reason in POLL_ERROR_REASONS})
         self._skipped_rows = {(org, report, reason): 0 for org in self.organizations
-                              for report in WINDOWED_REPORTS for reason in SKIP_REASONS}
+                              for report in ("usage", "cost") for reason in SKIP_REASONS}
 
     def status(self, org: str, report: str) -> ReportStatus:
         with self._lock:

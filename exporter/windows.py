@@ -31,7 +31,7 @@ def floor_to_width(moment: datetime, width: str) -> datetime:
 
 def summing_width(window: Window, report: str) -> str | None:
     """The bucket width a report's window is summed from; None if the report cannot serve it."""
-    if report == "cost":
+    if report in ("cost", "claude_code"):  # daily data only
         if window.calendar is not None:
             return "1d"
         assert window.span is not None

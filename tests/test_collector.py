@@ -126,7 +126,7 @@ def test_cost_snapshot_is_exact_decimal_in_dollars():
 
 
 def make_state() -> ExporterState:
-    state = ExporterState(["acme"], ["usage_report_messages"])
+    state = ExporterState(["acme"], ["usage_report_messages"], ("usage", "cost", "api_keys", "workspaces"))
     snapshot = usage_snapshot(
         {"1m": [with_rows(minute(0), usage((None, "k1", "m"), uncached=5, read=6, c5=7, c1=8, out=9, web=1))],
          "1h": [with_rows(hour(1), usage((None, "k1", "m"), uncached=50))]})
@@ -143,29 +143,29 @@ def make_state() -> ExporterState:
 
 
 GOLDEN = textwrap.dedent('''\
-    # HELP anthropic_usage_uncached_input_tokens Sum over the window of `uncached_input_tokens` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # HELP anthropic_usage_uncached_input_tokens Sum over the window of `uncached_input_tokens` from GET /v1/organizations/usage_report/messages. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_uncached_input_tokens gauge
     anthropic_usage_uncached_input_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 5.0
     anthropic_usage_uncached_input_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 50.0
-    # HELP anthropic_usage_cache_read_input_tokens Sum over the window of `cache_read_input_tokens` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # HELP anthropic_usage_cache_read_input_tokens Sum over the window of `cache_read_input_tokens` from GET /v1/organizations/usage_report/messages. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_cache_read_input_tokens gauge
     anthropic_usage_cache_read_input_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 6.0
     anthropic_usage_cache_read_input_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_usage_output_tokens Sum over the window of `output_tokens` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # HELP anthropic_usage_output_tokens Sum over the window of `output_tokens` from GET /v1/organizations/usage_report/messages. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_output_tokens gauge
     anthropic_usage_output_tokens{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 9.0
     anthropic_usage_output_tokens{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_usage_web_search_requests Sum over the window of `server_tool_use.web_search_requests` from GET /v1/organizations/usage_report/messages. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # HELP anthropic_usage_web_search_requests Sum over the window of `server_tool_use.web_search_requests` from GET /v1/organizations/usage_report/messages. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_web_search_requests gauge
     anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 1.0
     anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_usage_cache_creation_input_tokens Sum over the window of `cache_creation.ephemeral_{5m,1h}_input_tokens` from GET /v1/organizations/usage_report/messages, by cache TTL. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # HELP anthropic_usage_cache_creation_input_tokens Sum over the window of `cache_creation.ephemeral_{5m,1h}_input_tokens` from GET /v1/organizations/usage_report/messages, by cache TTL. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_cache_creation_input_tokens gauge
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="5m",model="m",organization="acme",window="1h",workspace_id="default"} 7.0
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="1h",model="m",organization="acme",window="1h",workspace_id="default"} 8.0
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="5m",model="m",organization="acme",window="today",workspace_id="default"} 0.0
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="1h",model="m",organization="acme",window="today",workspace_id="default"} 0.0
-    # HELP anthropic_cost_usd Sum over the window of `amount` (cents) / 100 from GET /v1/organizations/cost_report grouped by workspace_id and description, in US dollars. Summed from the buckets the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # HELP anthropic_cost_usd Sum over the window of `amount` (cents) / 100 from GET /v1/organizations/cost_report grouped by workspace_id and description, in US dollars. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_cost_usd gauge
     anthropic_cost_usd{context_window="0-200k",cost_type="tokens",inference_geo="",model="m",organization="acme",service_tier="batch",token_type="output_tokens",window="today",workspace_id="w1"} 1.2378912
     # HELP anthropic_api_key_info API key names, 1 per key (all statuses), from GET /v1/organizations/api_keys. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
@@ -175,6 +175,30 @@ GOLDEN = textwrap.dedent('''\
     # HELP anthropic_workspace_info Workspace names, 1 per workspace (archived included), from GET /v1/organizations/workspaces. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
     # TYPE anthropic_workspace_info gauge
     anthropic_workspace_info{organization="acme",workspace_id="default",workspace_name="Default"} 1.0
+    # HELP anthropic_rate_limit The organization's configured limit per rate-limit group and limiter, from GET /v1/organizations/rate_limits (`limits[].value`). Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_rate_limit gauge
+    # HELP anthropic_workspace_rate_limit Each workspace's effective limit (source: workspace for an override, organization for an inherited one), from GET /v1/organizations/workspaces/{id}/rate_limits?include_inherited=true. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_workspace_rate_limit gauge
+    # HELP anthropic_rate_limit_group_info 1 per model id or alias a rate-limit group covers (`models`), from GET /v1/organizations/rate_limits: join usage by model onto groups. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_rate_limit_group_info gauge
+    # HELP anthropic_rate_limit_peak_utilization Over the window's 1m buckets of GET /v1/organizations/usage_report/messages, the busiest minute's tokens of the limiter's kind summed over the group's models, divided by the organization's limit from GET /v1/organizations/rate_limits. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_rate_limit_peak_utilization gauge
+    # HELP anthropic_claude_code_sessions Sum over the window's UTC days of `core_metrics.num_sessions` from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_sessions gauge
+    # HELP anthropic_claude_code_lines_of_code Sum over the window's UTC days of `core_metrics.lines_of_code` from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_lines_of_code gauge
+    # HELP anthropic_claude_code_commits Sum over the window's UTC days of `core_metrics.commits_by_claude_code` from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_commits gauge
+    # HELP anthropic_claude_code_pull_requests Sum over the window's UTC days of `core_metrics.pull_requests_by_claude_code` from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_pull_requests gauge
+    # HELP anthropic_claude_code_tool_actions Sum over the window's UTC days of `tool_actions` from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_tool_actions gauge
+    # HELP anthropic_claude_code_tokens Sum over the window's UTC days of `model_breakdown[].tokens` from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_tokens gauge
+    # HELP anthropic_claude_code_estimated_cost_usd Sum over the window's UTC days of `model_breakdown[].estimated_cost` (cents) / 100, in US dollars, from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_estimated_cost_usd gauge
+    # HELP anthropic_claude_code_active_actors Distinct actors with at least one record in the window's UTC days, from GET /v1/organizations/usage_report/claude_code. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_claude_code_active_actors gauge
     # HELP anthropic_exporter_build_info The exporter's version; always 1.
     # TYPE anthropic_exporter_build_info gauge
     anthropic_exporter_build_info{version="9.9.9"} 1.0

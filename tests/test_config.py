@@ -114,7 +114,7 @@ def test_the_older_window_form_still_works_as_a_span(tmp_path):
 BAD_CONFIGS = [
     ("unknown top-level key", "organisations: []\n",
      ["organisations: unknown key (allowed: organizations, poll_intervals, usage, windows, http, stale_after,"
-      " refetch, full_refresh)"]),
+      " refetch, full_refresh, rate_limits, claude_code)"]),
     ("not a mapping", "- a\n- b\n", [": must be a mapping, got a list"]),
     ("bad base_url", "organizations: [{name: a, base_url: 'ftp://x'}]\n",
      ["organizations[0].base_url: 'ftp://x' is not an http(s) URL with a host"]),
@@ -166,7 +166,7 @@ BAD_CONFIGS = [
     ("old form mixed with span", "windows: [{name: w, bucket_width: 1h, buckets: 2, span: 2h}]\n",
      ["windows[0]: set span or calendar, not the deprecated bucket_width and buckets as well"]),
     ("bad stale_after", "stale_after: {usage: always, traffic: 5m}\n",
-     ["stale_after.traffic: unknown key (allowed: usage, cost)",
+     ["stale_after.traffic: unknown key (allowed: usage, cost, claude_code)",
       "stale_after.usage: invalid duration 'always' (expected e.g. 30s, 5m, 1h30m)"]),
     ("refetch below one bucket", "refetch: {1h: 30m, 1w: 1d}\n",
      ["refetch.1w: unknown key (allowed: 1m, 1h, 1d)",
@@ -213,7 +213,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         """)
     assert problems == [
         "extra: unknown key (allowed: organizations, poll_intervals, usage, windows, http, stale_after, refetch,"
-        " full_refresh)",
+        " full_refresh, rate_limits, claude_code)",
         "organizations[0].base_url: 'nope' is not an http(s) URL with a host",
         "organizations[0].api_key_env: environment variable MISSING is not set or empty",
         "poll_intervals.usage: invalid duration 'soon' (expected e.g. 30s, 5m, 1h30m)",

@@ -198,7 +198,7 @@ def test_series_vanish_just_after_stale_after(setup, clock):
 
 
 def test_never_keeps_serving(simulator, admin_key, clock):
-    _, state, poller, _ = make(simulator, admin_key, clock, stale_after=StaleAfter(None, None))
+    _, state, poller, _ = make(simulator, admin_key, clock, stale_after=StaleAfter(None, None, None))
     clock.now = t("2026-03-10T12:00:00")
     assert poller.poll("usage")
     poller.resum(t("2026-03-10T18:00:00"))  # six hours on, 24h still holds the data: served

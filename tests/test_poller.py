@@ -46,14 +46,22 @@ def test_snapshots_equal_the_simulators_sums_in_every_window(setup, sim_org, clo
     assert {window for _, window in got_cost} == {"7d", "30d", "today", "month"}
 
 
-def test_the_first_poll_backfills_what_the_windows_need(setup, simulator):
+def test_the_first_poll_backfills_what_the_windows_need(setup, simulator, sim_org):
     _, _, poller, registry = setup
     assert poller.poll_all()
     paths = [r.path for r in simulator.requests]
     # 1m: 1,440 buckets in one page; 1h: the 720 of 30d (wider than March's 10 days) in pages of 168
     assert paths.count(ENDPOINTS["usage_report_messages"]) == 1 + 5
     assert paths.count(ENDPOINTS["cost_report"]) == 1  # 31 daily buckets, one page
-    assert len(paths) == 6 + 1 + 2
+    # Claude Code: one request per UTC day of 30d (February 9 to March 10), each one page
+    days = sorted(r.query["starting_at"][0] for r in simulator.requests if r.path == ENDPOINTS["usage_report_claude_code"])
+    assert (len(days), days[0], days[-1]) == (30, "2026-02-09", "2026-03-10")
+    # rate limits: the organization's, then every workspace not archived
+    active = [w["id"] for w in sim_org.workspaces if w["archived_at"] is None]
+    assert paths.count(ENDPOINTS["rate_limits"]) == 1
+    assert sorted(p for p in paths if p.endswith("/rate_limits") and p != ENDPOINTS["rate_limits"]) == sorted(
+        ENDPOINTS["workspace_rate_limits"].format(workspace_id=w) for w in active)
+    assert len(paths) == 6 + 1 + 2 + 30 + 1 + len(active)
     assert registry.get_sample_value("anthropic_exporter_api_requests_total",
                                      {"organization": "acme", "endpoint": "usage_report_messages", "code": "200"}) == 6
 
@@ -180,7 +188,7 @@ def test_each_report_is_polled_on_its_own_interval(simulator, admin_key, clock):
     poller.run(fake)
     paths = [r.path for r in simulator.requests]
     # usage every 60 s (a backfill of 1 + 5 pages, then 1m and 1h each time), cost every 5 min,
-    # names every hour, in [0, 900)
+    # names and Claude Code every hour, rate limits every 15 minutes, in [0, 900)
     assert paths.count(ENDPOINTS["usage_report_messages"]) == 6 + 14 * 2
     assert paths.count(ENDPOINTS["cost_report"]) == 3
     assert paths.count(ENDPOINTS["api_keys"]) == 1
