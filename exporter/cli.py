@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anthropic-usage-exporter",
         description="Export Anthropic Admin API usage and cost reports as Prometheus metrics. "
-                    "Run 'anthropic-usage-exporter requests --help' to read the client middleware's request log.",
+                    "Run 'anthropic-usage-exporter requests --help' to read the client middleware's request log,"
+                    " 'anthropic-usage-exporter prices --help' for the price table in force.",
     )
     parser.add_argument("--config.file", dest="config_file", metavar="PATH",
                         help="YAML configuration file (default: one organization, key from $ANTHROPIC_ADMIN_API_KEY)")
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["requests"]:
         from exporter.client.log_cli import main as requests_main
         return requests_main(argv[1:])
+    if argv[:1] == ["prices"]:
+        from exporter.pricing.cli import main as prices_main
+        return prices_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(args.log_level, args.log_format)
@@ -102,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     state = ExporterState([org.name for org in config.organizations], ENDPOINTS, config.reports())
     polled = CollectorRegistry(auto_describe=False)
-    polled.register(AdminCollector(state))
+    polled.register(AdminCollector(state, price_table_version=str(config.pricing.version)))
     if args.once:
         ok = all([Poller(org, config, state).poll_all() for org in config.organizations])
         sys.stdout.write(generate_latest(polled).decode())

@@ -20,6 +20,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from exporter import __version__
 from exporter.admin_api import COST_DIMENSIONS
 from exporter.claude_code import ClaudeCodeSnapshot
+from exporter.pricing import default_table
 from exporter.snapshot import APIKeysSnapshot, CostSnapshot, RateLimitsSnapshot, UsageSnapshot, WorkspacesSnapshot
 from exporter.state import ExporterState
 
@@ -58,9 +59,10 @@ class AdminCollector:
         anthropic_exporter_up{organization="acme",report="usage"} 1.0
     """
 
-    def __init__(self, state: ExporterState, version: str = __version__):
+    def __init__(self, state: ExporterState, version: str = __version__, price_table_version: str | None = None):
         self.state = state
         self.version = version
+        self.price_table_version = price_table_version or str(default_table().version)
 
     def collect(self) -> Iterator[Metric]:
         statuses = self.state.statuses()
@@ -73,6 +75,7 @@ class AdminCollector:
         usage = snapshots("usage")
         yield from self._usage(usage)
         yield from self._cost(snapshots("cost"))
+        yield from self._reconciliation(snapshots("cost"), orgs)
         yield from self._names(statuses, orgs)
         yield from self._rate_limits(snapshots("rate_limits"), usage)
         yield from self._claude_code(snapshots("claude_code"))
@@ -90,6 +93,25 @@ class AdminCollector:
                     for window, values in per_window.items():
                         family.add_metric([org, window, *label_values], getattr(values, attribute))
             yield family
+        cost = GaugeMetricFamily(
+            "anthropic_usage_estimated_cost_usd",
+            f"The window's usage from {USAGE_ENDPOINT} priced per bucket with the price table in force at the"
+            " bucket's time (anthropic-usage-exporter prices), in US dollars: an estimate that lands within"
+            f" minutes, where the cost report lags by a day. {WINDOWED}", labels=labels)
+        unpriced = GaugeMetricFamily(
+            "anthropic_usage_unpriced_tokens",
+            f"Tokens of the window from {USAGE_ENDPOINT} whose model (or tier) the price table cannot price;"
+            f" left out of anthropic_usage_estimated_cost_usd. {WINDOWED}",
+            labels=["organization", "window", "model"])
+        for org, snapshot in present.items():
+            for label_values, usd_per_window in snapshot.estimated_cost.items():
+                for window, usd in usd_per_window.items():
+                    cost.add_metric([org, window, *label_values], float(usd))
+            for (model,), per_window_tokens in sorted(snapshot.unpriced_tokens.items()):
+                for window, tokens in per_window_tokens.items():
+                    unpriced.add_metric([org, window, model], tokens)
+        yield cost
+        yield unpriced
         family = GaugeMetricFamily(
             "anthropic_usage_cache_creation_input_tokens",
             f"Sum over the window of `cache_creation.ephemeral_{{5m,1h}}_input_tokens` from {USAGE_ENDPOINT},"
@@ -111,6 +133,22 @@ class AdminCollector:
                 for window, usd in per_window.items():
                     family.add_metric([org, window, *label_values], float(usd))
         yield family
+
+    def _reconciliation(self, snapshots: dict[str, CostSnapshot], orgs: tuple[str, ...]) -> Iterator[Metric]:
+        ratio = GaugeMetricFamily(
+            "anthropic_cost_estimate_ratio",
+            f"Estimated ({USAGE_ENDPOINT} priced with the price table) ÷ reported token cost ({COST_ENDPOINT})"
+            " over the last 7 complete UTC days, per workspace and model: near 1, the table matches the bill."
+            f" {REFRESH}", labels=["organization", "workspace_id", "model"])
+        for org, snapshot in snapshots.items():
+            for (workspace_id, model), value in sorted(snapshot.estimate_ratio.items()):
+                ratio.add_metric([org, workspace_id, model], value)
+        yield ratio
+        info = GaugeMetricFamily("anthropic_pricing_info", "The price table in force (its version); always 1.",
+                                 labels=["organization", "table_version"])
+        for org in orgs:
+            info.add_metric([org, self.price_table_version], 1)
+        yield info
 
     def _names(self, statuses, orgs) -> Iterator[Metric]:
         keys = GaugeMetricFamily(

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter.pricing import PriceTable, default_table, parse_pricing
 from exporter.timeutil import format_duration, parse_duration
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -21,6 +22,9 @@ DEFAULT_KEY_ENV = "ANTHROPIC_ADMIN_API_KEY"
 GROUP_BY_CHOICES = ("workspace_id", "api_key_id", "model", "service_tier", "context_window", "inference_geo",
                     "speed", "account_id", "service_account_id")
 DEFAULT_GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window")
+# Always fetched, whatever the labels: what a usage row's price depends on, and the workspace
+# for comparing the estimate with the bill.
+PRICING_DIMENSIONS = ("workspace_id", "model", "service_tier", "context_window", "inference_geo")
 
 # Bucket widths and the most buckets one request may ask for (the API's `limit` maximum).
 MAX_BUCKETS = {"1m": 1440, "1h": 168, "1d": 31}
@@ -162,6 +166,16 @@ class Config:
     full_refresh: float = DEFAULT_FULL_REFRESH
     rate_limits: RateLimitsSettings = RateLimitsSettings()
     claude_code: ClaudeCodeSettings = ClaudeCodeSettings()
+    # The configuration's `pricing` section as written (validated), and the shipped price table
+    # with it applied; configurations compare by the former.
+    pricing_section: Any = None
+    pricing: PriceTable = field(default_factory=default_table, compare=False)
+
+    def usage_fetch_group_by(self) -> tuple[str, ...]:
+        """What the usage report is grouped by: the configured labels, then what pricing and the
+        estimate-to-bill ratio need (the exported series are summed back to the configured labels)."""
+        needed = [*PRICING_DIMENSIONS, *(("speed",) if "speed" in self.group_by else ())]
+        return (*self.group_by, *(d for d in needed if d not in self.group_by))
 
     def reports(self) -> tuple[str, ...]:
         """The reports this configuration polls."""
@@ -272,7 +286,8 @@ class _Parser:
 
     def config(self, data: Any) -> Config | None:
         top = self.mapping(data, "", ("organizations", "poll_intervals", "usage", "windows", "http",
-                                      "stale_after", "refetch", "full_refresh", "rate_limits", "claude_code"))
+                                      "stale_after", "refetch", "full_refresh", "rate_limits", "claude_code",
+                                      "pricing"))
         if data is not None and not isinstance(data, dict):
             return None
         organizations = self.organizations(top.get("organizations"))
@@ -286,10 +301,13 @@ class _Parser:
         full_refresh = self.duration(top.get("full_refresh"), "full_refresh", DEFAULT_FULL_REFRESH)
         rate_limits = self.mapping(top.get("rate_limits"), "rate_limits", ("enabled",))
         claude_code = self.mapping(top.get("claude_code"), "claude_code", ("enabled", "per_actor"))
+        pricing, problems = parse_pricing(top.get("pricing"))
+        self.problems.extend(problems)
         return Config(organizations, poll, group_by, windows, http, stale_after, refetch, full_refresh,
                       RateLimitsSettings(self.boolean(rate_limits.get("enabled"), "rate_limits.enabled", True)),
                       ClaudeCodeSettings(self.boolean(claude_code.get("enabled"), "claude_code.enabled", True),
-                                         self.boolean(claude_code.get("per_actor"), "claude_code.per_actor", False)))
+                                         self.boolean(claude_code.get("per_actor"), "claude_code.per_actor", False)),
+                      top.get("pricing"), pricing)
 
     def boolean(self, value: Any, path: str, default: bool) -> bool:
         if value is None:
@@ -526,6 +544,8 @@ def redacted_dump(config: Config) -> str:
         "full_refresh": format_duration(config.full_refresh),
         "rate_limits": {"enabled": config.rate_limits.enabled},
         "claude_code": {"enabled": config.claude_code.enabled, "per_actor": config.claude_code.per_actor},
+        # As written: `anthropic-usage-exporter prices --config.file` shows the table in force.
+        **({"pricing": config.pricing_section} if config.pricing_section is not None else {}),
     }
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 

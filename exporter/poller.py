@@ -32,6 +32,7 @@ from exporter.snapshot import (
     WorkspacesSnapshot,
     build_cost_snapshot,
     build_usage_snapshot,
+    estimate_ratio,
     store_cost_bucket,
     store_usage_bucket,
 )
@@ -152,8 +153,9 @@ class Poller:
         plan = store.plan(needed, self.config.refetch[store.width], self.config.full_refresh, now)
         table = self.history[report].table
         if report == "usage":
-            result = self.client.usage_report(plan.start, plan.end, store.width, self.config.group_by, deadline)
-            fetched = [store_usage_bucket(b, self.config.group_by, table) for b in result.buckets]
+            group_by = self.config.usage_fetch_group_by()
+            result = self.client.usage_report(plan.start, plan.end, store.width, group_by, deadline)
+            fetched = [store_usage_bucket(b, group_by, table, self.config.pricing) for b in result.buckets]
         else:
             result = self.client.cost_report(plan.start, plan.end, deadline)
             fetched = [store_cost_bucket(b, table) for b in result.buckets]
@@ -191,14 +193,21 @@ class Poller:
             return build_claude_code_snapshot(self.claude_code_days, self.config.windows,
                                               self.config.claude_code.per_actor, now, polled_at, withheld)
         history = self.history[report]
+        fetch_group_by = self.config.usage_fetch_group_by()
+        usage = self.history["usage"]
         if report == "usage":
             peaks = {}
-            if not withheld and "1m" in history.stores and "model" in self.config.group_by:
-                peaks = peak_utilization(history.stores["1m"], history.table, self.config.group_by.index("model"),
+            if not withheld and "1m" in history.stores:
+                peaks = peak_utilization(history.stores["1m"], history.table, fetch_group_by.index("model"),
                                          self.rate_limit_groups, self.config.windows, now)
             return build_usage_snapshot(history.stores, history.table, self.config.windows, self.config.group_by,
-                                        now, polled_at, withheld, peaks)
-        return build_cost_snapshot(history.stores, history.table, self.config.windows, now, polled_at, withheld)
+                                        now, polled_at, withheld, peaks, fetch_group_by)
+        ratio = {}
+        if not withheld and "1h" in usage.stores and "1d" in history.stores:
+            ratio = estimate_ratio(usage.stores["1h"], usage.table, fetch_group_by, history.stores["1d"],
+                                   history.table, now)
+        return build_cost_snapshot(history.stores, history.table, self.config.windows, now, polled_at, withheld,
+                                   ratio)
 
     def _publish(self, report: str, now: datetime) -> None:
         last = self.last_success[report]

@@ -159,6 +159,14 @@ GOLDEN = textwrap.dedent('''\
     # TYPE anthropic_usage_web_search_requests gauge
     anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 1.0
     anthropic_usage_web_search_requests{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
+    # HELP anthropic_usage_estimated_cost_usd The window's usage from GET /v1/organizations/usage_report/messages priced per bucket with the price table in force at the bucket's time (anthropic-usage-exporter prices), in US dollars: an estimate that lands within minutes, where the cost report lags by a day. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_usage_estimated_cost_usd gauge
+    anthropic_usage_estimated_cost_usd{api_key_id="k1",model="m",organization="acme",window="1h",workspace_id="default"} 0.0
+    anthropic_usage_estimated_cost_usd{api_key_id="k1",model="m",organization="acme",window="today",workspace_id="default"} 0.0
+    # HELP anthropic_usage_unpriced_tokens Tokens of the window from GET /v1/organizations/usage_report/messages whose model (or tier) the price table cannot price; left out of anthropic_usage_estimated_cost_usd. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
+    # TYPE anthropic_usage_unpriced_tokens gauge
+    anthropic_usage_unpriced_tokens{model="m",organization="acme",window="1h"} 35.0
+    anthropic_usage_unpriced_tokens{model="m",organization="acme",window="today"} 50.0
     # HELP anthropic_usage_cache_creation_input_tokens Sum over the window of `cache_creation.ephemeral_{5m,1h}_input_tokens` from GET /v1/organizations/usage_report/messages, by cache TTL. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_usage_cache_creation_input_tokens gauge
     anthropic_usage_cache_creation_input_tokens{api_key_id="k1",cache_ttl="5m",model="m",organization="acme",window="1h",workspace_id="default"} 7.0
@@ -168,6 +176,11 @@ GOLDEN = textwrap.dedent('''\
     # HELP anthropic_cost_usd Sum over the window of `amount` (cents) / 100 from GET /v1/organizations/cost_report grouped by workspace_id and description, in US dollars. Summed from the report data the exporter polls from the Admin API (on a schedule, not per scrape), re-summed as the window moves; withheld while the data is older than stale_after.
     # TYPE anthropic_cost_usd gauge
     anthropic_cost_usd{context_window="0-200k",cost_type="tokens",inference_geo="",model="m",organization="acme",service_tier="batch",token_type="output_tokens",window="today",workspace_id="w1"} 1.2378912
+    # HELP anthropic_cost_estimate_ratio Estimated (GET /v1/organizations/usage_report/messages priced with the price table) ÷ reported token cost (GET /v1/organizations/cost_report) over the last 7 complete UTC days, per workspace and model: near 1, the table matches the bill. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
+    # TYPE anthropic_cost_estimate_ratio gauge
+    # HELP anthropic_pricing_info The price table in force (its version); always 1.
+    # TYPE anthropic_pricing_info gauge
+    anthropic_pricing_info{organization="acme",table_version="1"} 1.0
     # HELP anthropic_api_key_info API key names, 1 per key (all statuses), from GET /v1/organizations/api_keys. Refreshed when the exporter polls the Admin API (on a schedule), not per scrape.
     # TYPE anthropic_api_key_info gauge
     anthropic_api_key_info{api_key_id="console",api_key_name="Console",organization="acme",status="active",workspace_id="default"} 1.0

@@ -114,7 +114,7 @@ def test_the_older_window_form_still_works_as_a_span(tmp_path):
 BAD_CONFIGS = [
     ("unknown top-level key", "organisations: []\n",
      ["organisations: unknown key (allowed: organizations, poll_intervals, usage, windows, http, stale_after,"
-      " refetch, full_refresh, rate_limits, claude_code)"]),
+      " refetch, full_refresh, rate_limits, claude_code, pricing)"]),
     ("not a mapping", "- a\n- b\n", [": must be a mapping, got a list"]),
     ("bad base_url", "organizations: [{name: a, base_url: 'ftp://x'}]\n",
      ["organizations[0].base_url: 'ftp://x' is not an http(s) URL with a host"]),
@@ -171,6 +171,10 @@ BAD_CONFIGS = [
     ("refetch below one bucket", "refetch: {1h: 30m, 1w: 1d}\n",
      ["refetch.1w: unknown key (allowed: 1m, 1h, 1d)",
       "refetch.1h: must be at least one bucket (1h), got '30m'"]),
+    ("bad pricing", "pricing: {discount: 1.5, models: {claude-x: {input: a lot}}}\n",
+     ["pricing.discount: must be a number from 0 up to (not including) 1, got 1.5",
+      "pricing.models.claude-x.input: must be a non-negative number, got 'a lot'",
+      "pricing.models.claude-x.output: must be a non-negative number, got nothing"]),
     ("bad full_refresh", "full_refresh: [6h]\n",
      ["full_refresh: must be a duration such as 60s or 5m, got a list"]),
     ("unknown calendar", "windows: [{name: w, calendar: week}]\n",
@@ -186,6 +190,19 @@ BAD_CONFIGS = [
                          ids=[name for name, _, _ in BAD_CONFIGS])
 def test_bad_config(tmp_path, text, expected):
     assert problems_of(tmp_path, text) == expected
+
+
+def test_pricing_overrides_apply_and_round_trip(tmp_path):
+    config = load_config(write(tmp_path, """
+        pricing:
+          discount: 0.25
+          models: {claude-in-house-1: {input: 4, output: 8}}
+        """), ENV)
+    from datetime import UTC, datetime
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    assert config.pricing.price("claude-in-house-1", at=at, input=1_000_000, output=1_000_000) == 9  # (4 + 8) x 0.75
+    assert config.pricing.price("claude-sonnet-5", at=at, input=1_000_000) == 1.5  # 2 x 0.75
+    assert load_config(write(tmp_path, redacted_dump(config)), ENV) == config
 
 
 def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(tmp_path):
@@ -213,7 +230,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         """)
     assert problems == [
         "extra: unknown key (allowed: organizations, poll_intervals, usage, windows, http, stale_after, refetch,"
-        " full_refresh, rate_limits, claude_code)",
+        " full_refresh, rate_limits, claude_code, pricing)",
         "organizations[0].base_url: 'nope' is not an http(s) URL with a host",
         "organizations[0].api_key_env: environment variable MISSING is not set or empty",
         "poll_intervals.usage: invalid duration 'soon' (expected e.g. 30s, 5m, 1h30m)",
