@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
 from test_admin_api import far, scripted_client
 
 from exporter.admin_api import ClaudeCodeRecord
@@ -79,3 +80,97 @@ def test_the_days_the_windows_need():
     days = needed_days(DEFAULT_WINDOWS, NOW)
     assert days[0] == date(2026, 2, 9) and days[-1] == date(2026, 3, 10) and len(days) == 30
     assert needed_days(DEFAULT_WINDOWS, datetime(2026, 3, 31, tzinfo=UTC))[0] == date(2026, 3, 1)  # the month
+
+
+# --- against the simulator -------------------------------------------------------------------
+
+def _setup(simulator, admin_key, clock, per_actor=False):
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+
+    from exporter.admin_api import ENDPOINTS
+    from exporter.collector import AdminCollector
+    from exporter.config import ClaudeCodeSettings, Config, Organization, Secret
+    from exporter.poller import Poller
+    from exporter.state import ExporterState
+
+    config = replace(Config(organizations=(Organization("acme", Secret(admin_key), simulator.url),)),
+                     claude_code=ClaudeCodeSettings(per_actor=per_actor))
+    state = ExporterState(["acme"], ENDPOINTS)
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(state))
+    return Poller(config.organizations[0], config, state, clock=clock, sleep=lambda s: None), registry
+
+
+def _windows(now):
+    """Whole UTC days, today included (written out from the metric reference)."""
+    from datetime import timedelta
+    today = now.date()
+    return {"today": (today, today), "7d": (today - timedelta(days=6), today),
+            "30d": (today - timedelta(days=29), today), "month": (today.replace(day=1), today)}
+
+
+def test_sums_per_window_equal_the_simulators_records(simulator, sim_org, admin_key, clock):
+    from datetime import timedelta
+    poller, registry = _setup(simulator, admin_key, clock)
+    assert poller.poll("claude_code")
+    checked = 0
+    for window, (first, last) in _windows(clock()).items():
+        sessions: dict[tuple[str, str], int] = {}
+        actors: dict[tuple[str, str], set] = {}
+        tools: dict[tuple[str, str, str], int] = {}
+        cents: dict[tuple[str, str, str], int] = {}
+        day = first
+        while day <= last:
+            for r in sim_org.claude_code_records(day):
+                key = (r["customer_type"], r["terminal_type"])
+                sessions[key] = sessions.get(key, 0) + r["core_metrics"]["num_sessions"]
+                actors.setdefault(key, set()).add(str(r["actor"]))
+                for tool, counts in r["tool_actions"].items():
+                    tools[(*key, tool)] = tools.get((*key, tool), 0) + counts["accepted"]
+                for m in r["model_breakdown"]:
+                    cents[(*key, m["model"])] = cents.get((*key, m["model"]), 0) + m["estimated_cost"]["amount"]
+            day += timedelta(days=1)
+        base = {"organization": "acme", "window": window}
+        for (customer, terminal), n in sessions.items():
+            labels = {**base, "customer_type": customer, "terminal_type": terminal}
+            assert registry.get_sample_value("anthropic_claude_code_sessions", labels) == n
+            assert registry.get_sample_value("anthropic_claude_code_active_actors", labels) == len(
+                actors[(customer, terminal)])
+            checked += 1
+        for (customer, terminal, tool), n in tools.items():
+            assert registry.get_sample_value("anthropic_claude_code_tool_actions", {
+                **base, "customer_type": customer, "terminal_type": terminal, "tool": tool,
+                "decision": "accepted"}) == n
+        for (customer, terminal, model), amount in cents.items():
+            assert registry.get_sample_value("anthropic_claude_code_estimated_cost_usd", {
+                **base, "customer_type": customer, "terminal_type": terminal, "model": model}) == pytest.approx(
+                amount / 100)
+    assert checked > 5
+
+
+def test_actor_labels_appear_only_with_per_actor(simulator, admin_key, clock):
+    poller, registry = _setup(simulator, admin_key, clock)
+    assert poller.poll("claude_code")
+    text = [s for m in registry.collect() if m.name.startswith("anthropic_claude_code") for s in m.samples]
+    assert text and all("actor" not in s.labels and "actor_type" not in s.labels for s in text)
+    poller, registry = _setup(simulator, admin_key, clock, per_actor=True)
+    assert poller.poll("claude_code")
+    text = [s for m in registry.collect() if m.name.startswith("anthropic_claude_code") for s in m.samples]
+    assert text and all("actor" in s.labels and "actor_type" in s.labels for s in text)
+    assert any("@" in s.labels["actor"] for s in text)
+
+
+def test_after_the_backfill_only_yesterday_and_today_are_read(simulator, admin_key, clock):
+    from datetime import timedelta
+    poller, _ = _setup(simulator, admin_key, clock)
+    assert poller.poll("claude_code")
+    assert len(simulator.requests) == 30  # every day of 30d, one page each
+    for hours in (1, 2, 13):  # 13 hours on: a new day, so a new "yesterday"
+        simulator.reset_requests()
+        clock.now += timedelta(hours=1 if hours < 13 else 11)
+        assert poller.poll("claude_code")
+        days = sorted(r.query["starting_at"][0] for r in simulator.requests)
+        today = clock().date()
+        assert days == [(today - timedelta(days=1)).isoformat(), today.isoformat()]

@@ -122,3 +122,115 @@ def test_peak_utilization_is_the_busiest_minute_over_the_groups_models():
     # no 1m buckets in the windows: every limiter at 0, not absent
     later = NOW + timedelta(days=2)
     assert set(peak_utilization(store, table, 1, GROUPS, DEFAULT_WINDOWS, later).values()) == {0.0}
+
+
+# --- against the simulator -------------------------------------------------------------------
+
+def test_peak_utilization_on_the_simulator_equals_the_busiest_minute_of_its_events(simulator, sim_org, admin_key,
+                                                                                   clock):
+    from prometheus_client import CollectorRegistry
+
+    from exporter.admin_api import ENDPOINTS
+    from exporter.collector import AdminCollector
+    from exporter.config import Config, Organization, Secret
+    from exporter.poller import Poller
+    from exporter.state import ExporterState
+
+    config = Config(organizations=(Organization("acme", Secret(admin_key), simulator.url),))
+    state = ExporterState(["acme"], ENDPOINTS)
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(state))
+    poller = Poller(config.organizations[0], config, state, clock=clock, sleep=lambda s: None)
+    assert poller.poll_all()
+    checked = 0
+    for entry in sim_org.rate_limits():  # the simulator's own groups, not the exporter's parse
+        if entry["models"] is None:
+            continue
+        models = set(entry["models"])
+        for limit in entry["limits"]:
+            kinds = {"input_tokens_per_minute": ("uncached_input_tokens", "cache_read_input_tokens",
+                                                 "cache_creation_5m", "cache_creation_1h"),
+                     "input_tokens_per_minute_cache_aware": ("uncached_input_tokens", "cache_creation_5m",
+                                                             "cache_creation_1h"),
+                     "output_tokens_per_minute": ("output_tokens",)}.get(limit["type"])
+            if kinds is None:
+                continue
+            for window, minutes in (("1h", 60), ("24h", 1440)):
+                end = clock().replace(second=0, microsecond=0) + timedelta(minutes=1)
+                busiest = 0
+                per_minute: dict[datetime, int] = {}
+                for event in sim_org.events(end - timedelta(minutes=minutes), end):
+                    if event.model in models:
+                        minute = event.timestamp.replace(second=0, microsecond=0)
+                        per_minute[minute] = per_minute.get(minute, 0) + sum(getattr(event, k) for k in kinds)
+                busiest = max(per_minute.values(), default=0)
+                got = registry.get_sample_value("anthropic_rate_limit_peak_utilization", {
+                    "organization": "acme", "group_id": entry["group"]["id"], "limit_type": limit["type"],
+                    "window": window})
+                assert got == pytest.approx(busiest / limit["value"]), (entry["group"]["display_name"], window)
+                checked += 1
+    assert checked > 10
+    # the busy minute of the simulated hour is visible: some group came near its limit
+    peaks = [s.value for m in registry.collect() if m.name == "anthropic_rate_limit_peak_utilization"
+             for s in m.samples if s.labels["window"] == "1h"]
+    assert max(peaks) > 0.8
+
+
+def test_rate_limits_on_the_simulator_per_workspace_with_sources(simulator, sim_org, admin_key, clock):
+    from prometheus_client import CollectorRegistry
+
+    from exporter.admin_api import ENDPOINTS
+    from exporter.collector import AdminCollector
+    from exporter.config import Config, Organization, Secret
+    from exporter.poller import Poller
+    from exporter.state import ExporterState
+
+    config = Config(organizations=(Organization("acme", Secret(admin_key), simulator.url),))
+    state = ExporterState(["acme"], ENDPOINTS)
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(state))
+    assert Poller(config.organizations[0], config, state, clock=clock, sleep=lambda s: None).poll_all()
+    for workspace in sim_org.workspaces:
+        if workspace["archived_at"] is not None:
+            continue
+        for entry in sim_org.workspace_rate_limits(workspace["id"], include_inherited=True) or ():
+            for limit in entry["limits"]:
+                assert registry.get_sample_value("anthropic_workspace_rate_limit", {
+                    "organization": "acme", "workspace_id": workspace["id"], "group_id": entry["group"]["id"],
+                    "group_type": entry["group"]["type"], "limit_type": limit["type"],
+                    "source": limit["source"]["type"]}) == limit["value"]
+    for entry in sim_org.rate_limits():
+        for model in entry["models"] or ():
+            assert registry.get_sample_value("anthropic_rate_limit_group_info", {
+                "organization": "acme", "group_id": entry["group"]["id"], "group_type": entry["group"]["type"],
+                "group_name": entry["group"].get("display_name") or "", "model": model}) == 1
+
+
+def test_a_key_without_access_to_one_report_keeps_the_others_up(simulator, admin_key, clock, caplog):
+    from prometheus_client import CollectorRegistry
+
+    from exporter.admin_api import ENDPOINTS
+    from exporter.collector import AdminCollector
+    from exporter.config import Config, Organization, Secret
+    from exporter.poller import Poller
+    from exporter.state import ExporterState
+
+    config = Config(organizations=(Organization("acme", Secret(admin_key), simulator.url),))
+    state = ExporterState(["acme"], ENDPOINTS)
+    registry = CollectorRegistry()
+    registry.register(AdminCollector(state))
+    poller = Poller(config.organizations[0], config, state, clock=clock, sleep=lambda s: None)
+    simulator.inject("/v1/organizations/usage_report/claude_code", "403", times=10_000)
+    simulator.inject("/v1/organizations/rate_limits", "403", times=10_000)
+    assert not poller.poll_all()
+    assert state.ready()
+    up = {r: registry.get_sample_value("anthropic_exporter_up", {"organization": "acme", "report": r})
+          for r in state.reports}
+    assert up == {"usage": 1, "cost": 1, "api_keys": 1, "workspaces": 1, "rate_limits": 0, "claude_code": 0}
+    assert caplog.text.count("has no access to this report") == 2
+    simulator.reset_requests()
+    clock.now += timedelta(hours=2)
+    poller.poll_all()  # no retry storm: the two reports are not asked again
+    paths = {r.path for r in simulator.requests}
+    assert ENDPOINTS["usage_report_claude_code"] not in paths and ENDPOINTS["rate_limits"] not in paths
+    assert ENDPOINTS["usage_report_messages"] in paths
