@@ -99,8 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     simulator = _start_simulator() if args.demo else None
     if simulator is not None:
+        # The simulated organization uses fast mode: grouped by speed, the estimate prices it right.
+        group_by = config.group_by if "speed" in config.group_by else (*config.group_by, "speed")
         config = replace(config, organizations=(
-            Organization("demo", Secret(simulator.admin_key), simulator.url, None, None),))
+            Organization("demo", Secret(simulator.admin_key), simulator.url, None, None),), group_by=group_by)
         if args.config_check:
             sys.stdout.write(redacted_dump(config))
             return 0

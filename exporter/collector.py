@@ -163,10 +163,12 @@ class AdminCollector:
             # Console usage has no key and the Default Workspace is not listed; name them anyway.
             keys.add_metric([org, "console", "Console", "default", "active"], 1)
             spaces.add_metric([org, "default", "Default"], 1)
-            key_snapshot: APIKeysSnapshot | None = statuses[(org, "api_keys")].snapshot
+            key_status = statuses.get((org, "api_keys"))
+            key_snapshot: APIKeysSnapshot | None = key_status.snapshot if key_status else None
             for key in key_snapshot.keys if key_snapshot else ():
                 keys.add_metric([org, key.id, key.name, key.workspace_id or "default", key.status], 1)
-            space_snapshot: WorkspacesSnapshot | None = statuses[(org, "workspaces")].snapshot
+            space_status = statuses.get((org, "workspaces"))
+            space_snapshot: WorkspacesSnapshot | None = space_status.snapshot if space_status else None
             for space in space_snapshot.workspaces if space_snapshot else ():
                 spaces.add_metric([org, space.id, space.name], 1)
         yield keys
