@@ -8,11 +8,12 @@ fixed ``reason`` word that becomes the ``reason`` label of the poll error counte
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -21,6 +22,7 @@ from urllib.parse import quote
 
 import requests
 import tenacity
+import urllib3
 
 from exporter import __version__
 from exporter.config import MAX_BUCKETS, HTTPSettings, Organization
@@ -414,8 +416,9 @@ class AdminClient:
         timeout = min(self.settings.request_timeout, max(deadline - self.monotonic(), 0.001))
         try:
             # No redirects: requests would forward x-api-key to whatever host a redirect names.
+            # Streamed, so the body is read under the poll's deadline and size cap (below).
             response = self.session.get(self.base_url + path, params=params, headers=headers,
-                                        timeout=timeout, allow_redirects=False)
+                                        timeout=timeout, allow_redirects=False, stream=True)
         except requests.Timeout:
             self.on_response(endpoint, "none")
             raise AdminAPIError("timeout", f"{endpoint}: no answer within {timeout:.3g}s") from None
@@ -424,13 +427,18 @@ class AdminClient:
             raise AdminAPIError("connection", f"{endpoint}: {type(exc).__name__}") from None
         self.on_response(endpoint, str(response.status_code))
         request_id = response.headers.get("request-id")
-        if 300 <= response.status_code < 400:
-            raise AdminAPIError("invalid_response", f"{endpoint}: unexpected redirect, not followed",
-                                status=response.status_code, request_id=request_id, final=True)
-        if response.status_code != 200:
-            raise _status_error(endpoint, response, request_id)
         try:
-            body = response.json()
+            if 300 <= response.status_code < 400:
+                raise AdminAPIError("invalid_response", f"{endpoint}: unexpected redirect, not followed",
+                                    status=response.status_code, request_id=request_id, final=True)
+            content = self._read_body(endpoint, response, deadline, request_id)
+        finally:
+            if response.raw is not None:
+                response.close()
+        if response.status_code != 200:
+            raise _status_error(endpoint, response.status_code, response.headers, content, request_id)
+        try:
+            body = json.loads(content)
         except ValueError:
             raise AdminAPIError("invalid_response", f"{endpoint}: response body is not valid JSON",
                                 status=200, request_id=request_id) from None
@@ -439,12 +447,51 @@ class AdminClient:
                                 status=200, request_id=request_id)
         return body
 
+    def _read_body(self, endpoint: str, response: requests.Response, deadline: float,
+                   request_id: str | None) -> bytes:
+        """The body, read chunk by chunk as it arrives: a server that drips it byte by byte cannot
+        hold a poll past its deadline, and one larger than the cap is refused, not read to the end."""
+        cap = self.settings.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise AdminAPIError("invalid_response", f"{endpoint}: a response of {declared} bytes is over the"
+                                f" {cap}-byte cap (http.max_response_bytes)", request_id=request_id, final=True)
+        raw = response.raw
+        if raw is None:  # an adapter that has read the body already (test doubles, mocks)
+            if len(response.content) > cap:
+                raise AdminAPIError("invalid_response", f"{endpoint}: the response is over the {cap}-byte cap"
+                                    " (http.max_response_bytes)", request_id=request_id, final=True)
+            return response.content
+        # read1 returns what has arrived; without it (urllib3 < 2.3), small reads bound the wait.
+        read = ((lambda: raw.read1(65536, decode_content=True)) if hasattr(raw, "read1")
+                else (lambda: raw.read(1024, decode_content=True)))
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                if self.monotonic() > deadline:
+                    raise AdminAPIError("timeout", f"{endpoint}: the response body was still arriving at the poll"
+                                        " deadline", request_id=request_id, final=True)
+                chunk = read()
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > cap:
+                    raise AdminAPIError("invalid_response", f"{endpoint}: the response is over the {cap}-byte cap"
+                                        " (http.max_response_bytes)", request_id=request_id, final=True)
+                chunks.append(chunk)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise AdminAPIError("timeout", f"{endpoint}: the response body stalled", request_id=request_id) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise AdminAPIError("connection", f"{endpoint}: {type(exc).__name__} while reading the body",
+                                request_id=request_id) from None
 
-def _status_error(endpoint: str, response: requests.Response, request_id: str | None) -> AdminAPIError:
-    status = response.status_code
+
+def _status_error(endpoint: str, status: int, headers: Mapping[str, str], content: bytes,
+                  request_id: str | None) -> AdminAPIError:
     error_type = "unknown"
     try:
-        error = response.json().get("error") or {}
+        error = json.loads(content).get("error") or {}
         error_type = str(error.get("type") or error_type)
     except (ValueError, AttributeError):
         pass
@@ -460,7 +507,7 @@ def _status_error(endpoint: str, response: requests.Response, request_id: str | 
     else:
         reason = "bad_request"
     exc = AdminAPIError(reason, f"{endpoint}: {error_type}", status=status, request_id=request_id)
-    exc.retry_after = _retry_after(response.headers.get("retry-after"))
+    exc.retry_after = _retry_after(headers.get("retry-after"))
     return exc
 
 

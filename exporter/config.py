@@ -115,6 +115,8 @@ class HTTPSettings:
     # The Admin API allows about 100 requests a minute per organization; stay below, leaving room
     # for other admin tools. A first round (a month of Claude Code days among it) fits in one minute.
     max_requests_per_minute: int = 60
+    # A response larger than this is refused as invalid, not read to the end.
+    max_response_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -497,16 +499,22 @@ class _Parser:
 
     def http(self, value: Any) -> HTTPSettings:
         defaults = HTTPSettings()
-        fields = self.mapping(value, "http", ("request_timeout", "poll_timeout", "max_requests_per_minute"))
+        fields = self.mapping(value, "http", ("request_timeout", "poll_timeout", "max_requests_per_minute",
+                                              "max_response_bytes"))
         rate = fields.get("max_requests_per_minute", defaults.max_requests_per_minute)
         if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 100:
             self.problem("http.max_requests_per_minute", f"must be an integer from 1 to 100, got {rate!r}")
             rate = defaults.max_requests_per_minute
+        cap = fields.get("max_response_bytes", defaults.max_response_bytes)
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1024:
+            self.problem("http.max_response_bytes", f"must be a whole number of bytes, at least 1024, got {cap!r}")
+            cap = defaults.max_response_bytes
         return HTTPSettings(
             request_timeout=self.duration(fields.get("request_timeout"), "http.request_timeout",
                                           defaults.request_timeout),
             poll_timeout=self.duration(fields.get("poll_timeout"), "http.poll_timeout", defaults.poll_timeout),
             max_requests_per_minute=rate,
+            max_response_bytes=cap,
         )
 
 
@@ -535,6 +543,7 @@ def redacted_dump(config: Config) -> str:
             "request_timeout": format_duration(config.http.request_timeout),
             "poll_timeout": format_duration(config.http.poll_timeout),
             "max_requests_per_minute": config.http.max_requests_per_minute,
+            "max_response_bytes": config.http.max_response_bytes,
         },
         "stale_after": {
             report: "never" if seconds is None else format_duration(seconds)

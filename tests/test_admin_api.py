@@ -400,3 +400,75 @@ def test_rate_limiter_spaces_requests_over_a_minute():
     with pytest.raises(AdminAPIError) as info:
         limiter.acquire(deadline=now[0] + 1)
     assert info.value.reason == "timeout" and info.value.final  # not retried: time is up
+
+
+# -- deadlines and size caps against real sockets ------------------------------------------
+
+class _Slow:
+    """A local HTTP server whose answer is a 200 with a valid JSON body sent a byte at a time."""
+
+    def __init__(self, body: bytes, *, pause: float, declare_length: bool = True):
+        import socketserver
+        import threading
+
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                if declare_length:
+                    head += b"Content-Length: %d\r\n" % len(body)
+                self.wfile.write(head + b"\r\n")
+                for i in range(len(body)):
+                    if outer.stop.is_set():
+                        return
+                    try:
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    outer.stop.wait(pause)
+
+        self.stop = threading.Event()
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_body_dripped_byte_by_byte_cannot_hold_a_poll_past_its_deadline(clock):
+    body = json.dumps({"data": [], "has_more": False, "first_id": None, "last_id": None}).encode()
+    slow = _Slow(body, pause=0.05)  # every byte within the read timeout, the whole far beyond the deadline
+    try:
+        client = make_client(slow.url, "sk-ant-admin01-x", clock, request_timeout=5)
+        started = time.monotonic()
+        with pytest.raises(AdminAPIError) as info:
+            client.workspaces(time.monotonic() + 0.5)
+        took = time.monotonic() - started
+    finally:
+        slow.close()
+    assert info.value.reason == "timeout"
+    assert "still arriving at the poll deadline" in str(info.value)
+    assert took < 0.5 + 2 * 0.05 + 1  # the deadline, one byte's pause, and slack for a loaded machine
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+def test_a_response_over_the_size_cap_is_refused_not_read_to_the_end(clock, declare_length):
+    body = json.dumps({"data": [{"id": f"wrkspc_{i}", "name": "x" * 50} for i in range(200)],
+                       "has_more": False}).encode()
+    slow = _Slow(body, pause=0, declare_length=declare_length)
+    try:
+        client = make_client(slow.url, "sk-ant-admin01-x", clock, max_response_bytes=4096)
+        with pytest.raises(AdminAPIError) as info:
+            client.workspaces(far())
+    finally:
+        slow.close()
+    assert info.value.reason == "invalid_response"
+    assert "over the 4096-byte cap" in str(info.value)
