@@ -25,7 +25,7 @@ import tenacity
 import urllib3
 
 from exporter import __version__
-from exporter.config import MAX_BUCKETS, HTTPSettings, Organization
+from exporter.config import MAX_BUCKETS, HTTPSettings, Organization, Secret
 from exporter.timeutil import format_rfc3339 as format_time
 from exporter.windows import bucket_count
 
@@ -221,6 +221,7 @@ class AdminClient:
             "user-agent": USER_AGENT,
             "accept": "application/json",
         }
+        self.key_file = org.api_key_file
         # Set once a 400 showed that the API refuses an ending_at in the future.
         self.omit_future_ending_at = False
         self.on_response = on_response
@@ -228,6 +229,28 @@ class AdminClient:
         self.monotonic = monotonic
         self.sleep = sleep
         self.limiter = RateLimiter(settings.max_requests_per_minute, monotonic=monotonic, sleep=sleep)
+
+    def set_key(self, key: Secret) -> None:
+        """Use another admin key from the next request on (a reload found a rotated one)."""
+        self.headers = {**self.headers, "x-api-key": key.reveal()}
+
+    def _reread_key_file(self) -> bool:
+        """After a 401: read ``api_key_file`` again; True if it now holds another, usable key (the
+        Secret or credential behind the file was rotated). The key itself is never logged."""
+        if self.key_file is None:
+            return False
+        try:
+            with open(self.key_file, encoding="utf-8") as fh:
+                key = fh.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot read the admin key file again after a 401",
+                        extra={"file": self.key_file, "err": type(exc).__name__})
+            return False
+        if not key or key == self.headers["x-api-key"] or not all("!" <= c <= "~" for c in key):
+            return False
+        self.set_key(Secret(key))
+        log.info("the API refused the admin key; read a new one from its file", extra={"file": self.key_file})
+        return True
 
     def deadline(self) -> float:
         """The monotonic time by which a poll started now must be done."""
@@ -404,6 +427,12 @@ class AdminClient:
             sleep=self.sleep,
             reraise=True,
         )
+        try:
+            return retrying(self._attempt, endpoint, params, deadline, {**self.headers, **(headers or {})},
+                            path or ENDPOINTS[endpoint])
+        except AdminAPIError as exc:
+            if exc.status != 401 or not self._reread_key_file():
+                raise
         return retrying(self._attempt, endpoint, params, deadline, {**self.headers, **(headers or {})},
                         path or ENDPOINTS[endpoint])
 

@@ -15,14 +15,13 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
-from exporter.admin_api import ENDPOINTS
 from exporter.client.log_cli import DEFAULT_LOG, ENV_LOG
-from exporter.collector import AdminCollector, ExpositionCache
+from exporter.collector import ExpositionCache
 from exporter.config import Config, ConfigError, Organization, Secret, load_config, redacted_dump
 from exporter.logs import LEVELS, configure
-from exporter.poller import Poller, start_pollers
+from exporter.poller import Poller
+from exporter.runtime import ReloadCollector, Runtime
 from exporter.server import ExporterServer
-from exporter.state import ExporterState
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     simulator = _start_simulator() if args.demo else None
     if simulator is not None:
-        # The simulated organization uses fast mode: grouped by speed, the estimate prices it right.
-        group_by = config.group_by if "speed" in config.group_by else (*config.group_by, "speed")
-        config = replace(config, organizations=(
-            Organization("demo", Secret(simulator.admin_key), simulator.url, None, None),), group_by=group_by)
+        config = _demo_config(config, simulator)
         if args.config_check:
             sys.stdout.write(redacted_dump(config))
             return 0
-    state = ExporterState([org.name for org in config.organizations], ENDPOINTS, config.reports())
+    demo = simulator
+    runtime = Runtime(config, lambda: _demo_config(_load(args), demo) if demo is not None else _load(args))
     polled = CollectorRegistry(auto_describe=False)
-    polled.register(AdminCollector(state, price_table_version=str(config.pricing.version)))
+    polled.register(runtime.collector)
+    polled.register(ReloadCollector(runtime))
     if args.once:
-        ok = all([Poller(org, config, state).poll_all() for org in config.organizations])
+        ok = all([Poller(org, config, runtime.state).poll_all() for org in config.organizations])
         sys.stdout.write(generate_latest(polled).decode())
         return 0 if ok else 1
-    return _serve(args, address, config, state, polled, simulator)
+    return _serve(args, address, runtime, polled, simulator)
+
+
+def _demo_config(config: Config, simulator: _Simulator) -> Config:
+    """The configuration with the simulated organization in place of the configured ones."""
+    # The simulated organization uses fast mode: grouped by speed, the estimate prices it right.
+    group_by = config.group_by if "speed" in config.group_by else (*config.group_by, "speed")
+    return replace(config, organizations=(
+        Organization("demo", Secret(simulator.admin_key), simulator.url, None, None),), group_by=group_by)
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -135,25 +141,28 @@ def _start_simulator() -> _Simulator:
     return sim
 
 
-def _serve(args: argparse.Namespace, address: tuple[str, int], config: Config, state: ExporterState,
-           polled: CollectorRegistry, simulator: _Simulator | None) -> int:
+def _serve(args: argparse.Namespace, address: tuple[str, int], runtime: Runtime, polled: CollectorRegistry,
+           simulator: _Simulator | None) -> int:
     live = CollectorRegistry()
     ProcessCollector(registry=live)
     PlatformCollector(registry=live)
     GCCollector(registry=live)
-    exposition = ExpositionCache(polled, live, lambda: state.generation)
+    exposition = ExpositionCache(polled, live, runtime.generation)
     links: tuple[tuple[str, str], ...] = ()
     if simulator is not None:
         links = ((simulator.url + "/v1/organizations/workspaces", "Simulated Admin API (needs a key)"),)
     try:
-        server = ExporterServer(address, exposition, state, args.telemetry_path, links)
+        server = ExporterServer(address, exposition, runtime.state, args.telemetry_path, links)
     except OSError as exc:
         log.error("cannot listen", extra={"address": args.listen_address, "err": exc.strerror})
         return 1
+    runtime.on_swap.append(lambda state: setattr(server, "state", state))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    start_pollers(config, state, stop)
+    # Reload outside the signal handler: it reads files and starts threads.
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=runtime.reload, name="reload").start())
+    runtime.start()
     if simulator is not None:
         request_log = args.demo_request_log or os.environ.get(ENV_LOG) or DEFAULT_LOG
         _start_demo_traffic(simulator, live, request_log, stop)
@@ -164,6 +173,7 @@ def _serve(args: argparse.Namespace, address: tuple[str, int], config: Config, s
                                  "url": f"http://{shown}:{port}/", "version": __version__})
     stop.wait()
     log.info("shutting down")
+    runtime.stop()
     server.shutdown()
     return 0
 

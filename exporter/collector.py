@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -310,12 +310,12 @@ class ExpositionCache:
     the cached part is never compressed twice and the result is still one valid gzip stream.
     """
 
-    def __init__(self, polled: CollectorRegistry, live: CollectorRegistry, generation: Callable[[], int]):
+    def __init__(self, polled: CollectorRegistry, live: CollectorRegistry, generation: Callable[[], Hashable]):
         self.polled = polled
         self.live = live
         self.generation = generation
         self._lock = threading.Lock()
-        self._cache: dict[bool, tuple[int, bytes, bytes, zlib._Compress]] = {}
+        self._cache: dict[bool, tuple[Hashable, bytes, bytes, zlib._Compress]] = {}
 
     def render(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         _, text, gz_prefix, compressor = self._cached(openmetrics)
@@ -325,7 +325,7 @@ class ExpositionCache:
         tail = compressor.copy()
         return gz_prefix + tail.compress(live) + tail.flush()
 
-    def _cached(self, openmetrics: bool) -> tuple[int, bytes, bytes, zlib._Compress]:
+    def _cached(self, openmetrics: bool) -> tuple[Hashable, bytes, bytes, zlib._Compress]:
         generation = self.generation()  # read first: a change while rendering re-renders next time
         with self._lock:
             entry = self._cache.get(openmetrics)

@@ -272,14 +272,3 @@ class Poller:
             started = self.monotonic()
             self.poll(report)
             due[report] = started + self.intervals[report]
-
-
-def start_pollers(config: Config, state: ExporterState, stop: threading.Event) -> list[threading.Thread]:
-    """One daemon thread per organization, so a slow organization delays no other."""
-    threads = []
-    for org in config.organizations:
-        poller = Poller(org, config, state)
-        thread = threading.Thread(target=poller.run, args=(stop,), name=f"poller-{org.name}", daemon=True)
-        thread.start()
-        threads.append(thread)
-    return threads
