@@ -316,6 +316,8 @@ def spend_and_usage() -> dict[str, Any]:
                      [target(f'sum by (cost_type, token_type) (anthropic_cost_usd{{window="month", {F}}})',
                              "{{cost_type}} {{token_type}}", instant=True)], "currencyUSD"), 8, 8)
 
+    estimated_spend(lay)
+
     lay.row("Usage (usage report, summed over the window picked above; usage is about 5 minutes behind)")
     kinds = [
         ("anthropic_usage_uncached_input_tokens", "", "uncached input"),
@@ -381,6 +383,83 @@ def spend_and_usage() -> dict[str, Any]:
     return dashboard("anthropic-spend-usage", "Anthropic: Spend and usage",
                      "Spend and token usage from Anthropic's Admin API usage and cost reports, polled by "
                      "anthropic-usage-exporter.", ["anthropic"], variables, lay)
+
+
+# AnthropicPriceTableDrift fires when the estimate ÷ bill ratio leaves this band for a day.
+DRIFT_BAND = (0.9, 1.1)
+
+
+def estimated_spend(lay: Layout) -> None:
+    """The usage report priced with the exporter's price table: minutes behind, where the cost
+    report is up to a day behind; beside it the bill, and how far apart the two are."""
+    lay.row("Estimated spend (the usage report priced with the price table: minutes behind, an estimate, "
+            "not the bill)")
+    lay.add(stat("Estimated spend, last hour", "Sum of anthropic_usage_estimated_cost_usd{window=\"1h\"}: the "
+                 "usage of the last 60 minutes priced bucket by bucket with the exporter's price table "
+                 "(anthropic-usage-exporter prices). About 5 minutes behind. An estimate, not the bill.",
+                 [target(f'sum(anthropic_usage_estimated_cost_usd{{window="1h", {F}}})', "last hour")],
+                 "currencyUSD"), 6, 4)
+    lay.add(stat("Estimated spend today (UTC)", "Sum of anthropic_usage_estimated_cost_usd{window=\"today\"}: "
+                 "the usage of the current UTC day so far, priced with the price table. The cost report's "
+                 "figure for today (Spend today) lags by up to a day.",
+                 [target(f'sum(anthropic_usage_estimated_cost_usd{{window="today", {F}}})', "today")],
+                 "currencyUSD"), 6, 4)
+    lay.add(stat("Month to date with today's estimate", "organization:anthropic_cost_with_estimate_usd:sum"
+                 "{window=\"month\"}, what the budget alerts compare with the budget: the cost report's "
+                 "days before today plus today's reported cost or its estimate, whichever is larger (never "
+                 "both). Per organization: the workspace and model filters do not apply.",
+                 [target('sum(organization:anthropic_cost_with_estimate_usd:sum{window="month", '
+                         'organization=~"$organization"})', "month to date")],
+                 "currencyUSD"), 6, 4)
+    version = stat("Price table", "anthropic_pricing_info: the version of the price table the exporter "
+                   "prices usage with (anthropic-usage-exporter prices prints its rates, the day they were "
+                   "checked and the configured discount).",
+                   [target('count by (table_version) (anthropic_pricing_info{organization=~"$organization"})',
+                           "version {{table_version}}", instant=True)])
+    version["options"]["textMode"] = "name"
+    version["options"]["graphMode"] = "none"
+    lay.add(version, 6, 4)
+    lay.add(timeseries("Estimated spend per hour by workspace", "anthropic_usage_estimated_cost_usd"
+                       "{window=\"1h\"} by workspace: the last 60 minutes priced with the price table, a rolling "
+                       "hourly spend about 5 minutes behind. AnthropicEstimatedSpendSpike fires when a "
+                       "workspace's last hour is over 5 USD and three times its hourly average over 7 days. "
+                       "Names joined from anthropic_workspace_info (the id until the exporter has listed a new "
+                       "workspace).",
+                       [target(workspace_names(f'sum by (organization, workspace_id) '
+                                               f'(anthropic_usage_estimated_cost_usd{{window="1h", {F}}})'),
+                               "{{workspace_name}} ({{organization}})")],
+                       "currencyUSD", stack=True), 12, 8)
+    lay.add(timeseries("Spend per day: reported and estimated",
+                       "The current UTC day so far: the cost report's figure (anthropic_cost_usd{window=\"today\"}"
+                       ", up to a day late, so low for most of the day) beside the usage report priced with the "
+                       "price table (anthropic_usage_estimated_cost_usd{window=\"today\"}). Both start again "
+                       "from 0 at 00:00 UTC. Once the cost report has caught up with a day, the two should end it "
+                       "close together (the ratio panel).",
+                       [target(f'sum(anthropic_cost_usd{{window="today", {F}}})', "reported (cost report)"),
+                        target(f'sum(anthropic_usage_estimated_cost_usd{{window="today", {F}}})',
+                               "estimated (usage report priced)")],
+                       "currencyUSD"), 12, 8)
+    low, high = DRIFT_BAND
+    lay.add(table("Estimate ÷ bill by workspace and model (last 7 complete days)",
+                  "anthropic_cost_estimate_ratio: the usage priced with the price table divided by the token "
+                  "cost the cost report bills, over the last 7 complete UTC days. Near 1, the table matches "
+                  f"the bill; AnthropicPriceTableDrift fires when it stays outside {low} to {high} for a day "
+                  "(a stale table, a negotiated discount not configured, or usage the table cannot price). "
+                  "Names joined from anthropic_workspace_info.",
+                  [target(workspace_names('max by (organization, workspace_id, model) '
+                                          f'(anthropic_cost_estimate_ratio{{{F}}})'),
+                          "", instant=True, fmt="table")],
+                  "short", hide=("Time",), rename={"Value": "estimate ÷ bill"},
+                  thresholds=[{"color": "orange", "value": None}, {"color": "green", "value": low},
+                              {"color": "orange", "value": high}]), 12, 8)
+    lay.add(timeseries("Unpriced tokens by model", "anthropic_usage_unpriced_tokens over the usage window picked "
+                       "above: tokens the price table cannot price (a model it does not list, a tier without a "
+                       "published price such as flex), left out of the estimate. Anything here means the "
+                       "estimate is low: upgrade the exporter or add the model under pricing.models. Per model "
+                       "only: the workspace filter does not apply.",
+                       [target('sum by (model) (anthropic_usage_unpriced_tokens{window="$window", '
+                               'organization=~"$organization", model=~"$model"})', "{{model}}")],
+                       "short", stack=True), 12, 8)
 
 
 # The organization's rate limits (report rate_limits) and the busiest minute of the usage report.

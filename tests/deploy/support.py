@@ -108,6 +108,7 @@ def contract_labels(text: str | None = None) -> dict[str, set[str]]:
     and Claude Code reports' labels are described in prose (docs/metrics.md, "Labels", "Cost"
     and "Claude Code"), so they are spelled out here: every dimension `group_by` may add, each
     present only if configured, and the per-actor labels, present only with `per_actor`.
+    The estimated cost has the usage labels too; the unpriced tokens only those in their braces.
     """
     if text is None:
         text = METRICS_MD.read_text(encoding="utf-8")
@@ -123,7 +124,8 @@ def contract_labels(text: str | None = None) -> dict[str, set[str]]:
             "context_window", "inference_geo"}
     claude_code = {"organization", "window", "customer_type", "terminal_type", "actor", "actor_type"}
     for name in labels:
-        if name.startswith("anthropic_usage_"):
+        # The unpriced tokens are per model only (docs/metrics.md gives their labels in braces).
+        if name.startswith("anthropic_usage_") and name != "anthropic_usage_unpriced_tokens":
             labels[name] |= usage
         if name == "anthropic_cost_usd":
             labels[name] |= cost

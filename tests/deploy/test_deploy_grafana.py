@@ -143,6 +143,28 @@ def test_rate_limit_panels_of_the_spend_dashboard():
     assert any("anthropic_workspace_rate_limit" in e for e in exprs(SPEND, r"workspace rate limits"))
 
 
+def test_estimated_spend_panels_of_the_spend_dashboard():
+    """The live estimate per hour beside the reported cost per day, the estimate-to-bill ratio
+    per workspace and model, the unpriced tokens by model."""
+    (hour,) = exprs(SPEND, r"^estimated spend per hour by workspace$")
+    assert {(s.name, s.matchers["window"][1]) for s in selectors(hour) if s.name.startswith("anthropic_usage")} == {
+        ("anthropic_usage_estimated_cost_usd", "1h")}
+    assert "group_left (workspace_name) anthropic_workspace_info" in hour
+    day = exprs(SPEND, r"^spend per day: reported and estimated$")
+    assert {(s.name, s.matchers["window"][1]) for e in day for s in selectors(e)} == {
+        ("anthropic_cost_usd", "today"), ("anthropic_usage_estimated_cost_usd", "today")}
+    panel_titles = [p["title"] for p in panels(DASHBOARDS[SPEND])]
+    assert panel_titles.index("Spend per day: reported and estimated") == \
+        panel_titles.index("Estimated spend per hour by workspace") + 1, "side by side"
+    (ratio,) = exprs(SPEND, r"^estimate ÷ bill by workspace and model")
+    assert "by (organization, workspace_id, model) (anthropic_cost_estimate_ratio" in ratio
+    (unpriced,) = exprs(SPEND, r"^unpriced tokens by model$")
+    assert "sum by (model) (anthropic_usage_unpriced_tokens{window=\"$window\"" in unpriced
+    (month,) = exprs(SPEND, r"^month to date with today's estimate$")
+    assert 'organization:anthropic_cost_with_estimate_usd:sum{window="month"' in month
+    assert any("anthropic_pricing_info" in e for e in exprs(SPEND, r"^price table$"))
+
+
 def test_claude_code_dashboard_panels():
     dash = DASHBOARDS[CLAUDE_CODE]
     assert dash["title"] == "Anthropic: Claude Code"
@@ -253,7 +275,8 @@ NAME_JOINS = name_join_targets()
 
 def test_the_name_joins_are_found():
     assert {w.split(" [")[0] for w, _, _ in NAME_JOINS} == {
-        "Spend today by workspace", "Spend this month by workspace", "Tokens by API key", "Tokens by workspace"}
+        "Spend today by workspace", "Spend this month by workspace", "Tokens by API key", "Tokens by workspace",
+        "Estimated spend per hour by workspace", "Estimate ÷ bill by workspace and model (last 7 complete days)"}
 
 
 def name_join_case(kind: str, expr: str) -> tuple[list[dict], list[dict]]:
@@ -282,8 +305,10 @@ def name_join_case(kind: str, expr: str) -> tuple[list[dict], list[dict]]:
                    'workspace_id="wrk_named", status="active"}', "values": "1x10"},
     ]
     names = {NAMED_IDS[kind][0]: NAMED_IDS[kind][1], NEW_IDS[kind]: NEW_IDS[kind]}
-    expected = [{"labels": f'{{organization="acme", {kind}_id="{i}", {kind}_name="{names[i]}"}}', "value": total}
-                for i, total in sums.items()]
+    # A join kept per model too (the estimate-to-bill ratio) keeps the model label.
+    model = ', model="claude-sonnet-4-5"' if f"by (organization, {kind}_id, model)" in expr else ""
+    expected = [{"labels": f'{{organization="acme", {kind}_id="{i}"{model}, {kind}_name="{names[i]}"}}',
+                 "value": total} for i, total in sums.items()]
     return series, expected
 
 

@@ -148,7 +148,8 @@ def test_the_alerts_the_issue_asks_for_exist():
             "AnthropicMonthlyBudgetWarning", "AnthropicMonthlyBudgetExceeded",
             "AnthropicMonthlyBudgetForecastExceeded", "AnthropicClientErrorRatioHigh",
             "AnthropicClientLatencyHigh", "AnthropicRateLimitHeadroomLow",
-            "AnthropicRateLimitPeakUtilizationHigh"} <= names
+            "AnthropicRateLimitPeakUtilizationHigh", "AnthropicEstimatedSpendSpike",
+            "AnthropicPriceTableDrift"} <= names
     by_name = {r["alert"]: r["expr"] for r in alert_rules()}
     assert "anthropic_exporter_data_timestamp_seconds" in by_name["AnthropicReportDataDelayed"]
     assert "anthropic_exporter_last_success_timestamp_seconds" in by_name["AnthropicExporterPollStale"]
@@ -204,6 +205,63 @@ def test_the_peak_utilization_alert_reads_the_last_hour_and_the_readme_says_how_
     for words in ("group_by", "requests_per_minute", "anthropic_rate_limit_group_info", "Rate limits",
                   "anthropic_workspace_rate_limit", "prompt caching"):
         assert words in section, words
+
+
+def test_the_estimated_spend_spike_compares_the_exporters_windows_and_the_readme_gives_its_numbers():
+    """The last hour's estimated spend against the 7d window's hourly average, per organization and
+    workspace: no offset, so no Prometheus history needed. The README gives the factor, the floor
+    and the wait of the rule."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == "AnthropicEstimatedSpendSpike"]
+    found = selectors(rule["expr"])
+    assert {s.name for s in found} == {"anthropic_usage_estimated_cost_usd"}
+    assert {s.matchers["window"][1] for s in found} == {"1h", "7d"}
+    assert all(s.offset is None and s.range is None for s in found)
+    assert rule["expr"].count("sum by (organization, workspace_id)") == len(found)
+    floor = re.search(r'\{window="1h"\}\) > (\d+)\n', rule["expr"])
+    factor = re.search(r"> (\d+) \* sum by", rule["expr"])
+    assert floor and factor, rule["expr"]
+    assert "/ (167 + (time() % 3600) / 3600)" in rule["expr"]
+    section = readme_alert_section("AnthropicEstimatedSpendSpike")
+    minutes = re.fullmatch(r"(\d+)m", rule["for"])
+    assert minutes and f"{minutes.group(1)} minutes" in section
+    assert f"({factor.group(1)})" in section and f"({floor.group(1)} USD per hour)" in section
+    assert f"more than {floor.group(1)} USD" in rule["annotations"]["description"]
+    assert "no Prometheus history" in section
+
+
+def test_the_budget_alerts_read_the_month_to_date_with_todays_estimate():
+    """Warning and Exceeded compare the month to date with today's estimate (so they react within
+    minutes); the forecast stays quiet once that is over the budget."""
+    (record,) = [r for r in recording_rules() if r["record"] == "organization:anthropic_cost_with_estimate_usd:sum"]
+    assert {(s.name, s.matchers.get("window", ("", ""))[1]) for s in selectors(record["expr"])} == {
+        ("organization:anthropic_cost_usd:sum", "today|month"), ("organization:anthropic_cost_usd:sum", "today"),
+        ("organization:anthropic_cost_usd:sum", "month"), ("anthropic_usage_estimated_cost_usd", "today")}
+    assert "clamp_min(" in record["expr"], "today counts the larger of reported and estimated, never both"
+    by_name = {r["alert"]: r["expr"] for r in alert_rules()}
+    for name in ("AnthropicMonthlyBudgetWarning", "AnthropicMonthlyBudgetExceeded",
+                 "AnthropicMonthlyBudgetForecastExceeded"):
+        assert 'organization:anthropic_cost_with_estimate_usd:sum{window="month"}' in by_name[name], name
+    for name in ("AnthropicMonthlyBudgetWarning", "AnthropicMonthlyBudgetExceeded"):
+        assert "organization:anthropic_cost_usd:sum" not in by_name[name], name
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "month to date = reported month - reported today + max(reported today, estimated today)" in readme
+
+
+def test_the_price_table_drift_alert_and_its_runbook():
+    """The estimate ÷ bill ratio outside a band for a day; the README gives the band and the day,
+    and says what to check: the table (prices), a discount, a stale table."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == "AnthropicPriceTableDrift"]
+    band = re.search(r"anthropic_cost_estimate_ratio < (0\.\d+) or anthropic_cost_estimate_ratio > (1\.\d+)",
+                     rule["expr"])
+    assert band, rule["expr"]
+    assert rule["for"] == "1d"
+    section = readme_alert_section("AnthropicPriceTableDrift")
+    assert f"({band.group(1)}, {band.group(2)})" in section and f"outside {band.group(1)} to {band.group(2)}" in section
+    for words in ("anthropic-usage-exporter prices", "pricing.discount", "stale", "pricing.models", "a whole day",
+                  "speed"):
+        assert words in section, words
+    for words in ("anthropic-usage-exporter prices", "pricing.discount", "stale"):
+        assert words in rule["annotations"]["runbook"], words
 
 
 def test_every_rule_has_promtool_tests_that_fire_and_do_not_fire():
