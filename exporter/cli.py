@@ -21,7 +21,8 @@ from exporter.config import Config, ConfigError, Organization, Secret, load_conf
 from exporter.logs import LEVELS, configure
 from exporter.poller import Poller
 from exporter.runtime import ReloadCollector, Runtime
-from exporter.server import ExporterServer
+from exporter.server import DEFAULT_MAX_REQUESTS, ExporterServer
+from exporter.webconfig import WebConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="[HOST]:PORT", help=f"address to serve metrics on (default :{DEFAULT_PORT})")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                         help="path of the metrics endpoint (default /metrics)")
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                        help="TLS and basic auth configuration in the exporter-toolkit format (default: none)")
+    parser.add_argument("--web.max-requests", dest="max_requests", type=_max_requests, default=DEFAULT_MAX_REQUESTS,
+                        metavar="N", help="most scrapes served at once, 503 beyond; 0: no limit"
+                                          f" (default {DEFAULT_MAX_REQUESTS})")
     parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info",
                         help="only log messages of this severity or above (default info)")
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt",
@@ -56,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                              f" {DEFAULT_LOG}: where 'anthropic-usage-exporter requests' looks)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def _max_requests(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0: no limit)")
+    return int(text)
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -152,7 +164,11 @@ def _serve(args: argparse.Namespace, address: tuple[str, int], runtime: Runtime,
     if simulator is not None:
         links = ((simulator.url + "/v1/organizations/workspaces", "Simulated Admin API (needs a key)"),)
     try:
-        server = ExporterServer(address, exposition, runtime.state, args.telemetry_path, links)
+        server = ExporterServer(address, exposition, runtime.state, args.telemetry_path, links,
+                                web_config_file=args.web_config_file, max_requests=args.max_requests)
+    except WebConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("cannot listen", extra={"address": args.listen_address, "err": exc.strerror})
         return 1
