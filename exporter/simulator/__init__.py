@@ -3,7 +3,7 @@ analytics, and of the Messages API."""
 
 from __future__ import annotations
 
-from exporter.simulator.org import MeteredUsage, SimulatedOrganization, UsageEvent
+from exporter.simulator.org import MeteredUsage, SimulatedOrganization, Spike, UsageEvent
 from exporter.simulator.server import ADMIN_KEY, RecordedRequest, SimulatorServer
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "RecordedRequest",
     "SimulatedOrganization",
     "SimulatorServer",
+    "Spike",
     "UsageEvent",
 ]

@@ -18,10 +18,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic organization")
     parser.add_argument("--rate-limits-shape", choices=("current", "beta"), default="current",
                         help="rate-limit entries with a `group` object, or the older beta shape")
+    parser.add_argument("--cost-skew", action="append", default=[], metavar="[SELECTOR=]FACTOR",
+                        help="bill token cost at FACTOR times the price table (the exporter's "
+                             "estimate-to-bill ratio shows 1/FACTOR): everywhere, or for a "
+                             "SELECTOR: a model id, WORKSPACE/MODEL or WORKSPACE/* (WORKSPACE: "
+                             "a name, an id or 'default'); repeatable")
     args = parser.parse_args(argv)
 
+    skew: dict[str, str] = {}
+    for item in args.cost_skew:
+        selector, _, factor = item.rpartition("=")
+        skew[selector or "*"] = factor
     try:
-        org = SimulatedOrganization(seed=args.seed)
+        org = SimulatedOrganization(seed=args.seed, cost_skew=skew)
+    except ValueError as error:
+        parser.error(f"--cost-skew: {error}")
+    try:
         server = SimulatorServer(org, args.host, args.port,
                                  rate_limits_shape=args.rate_limits_shape).start()
     except OSError as error:
@@ -30,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Admin key: {ADMIN_KEY}", flush=True)
     fault = '{"path_prefix": "/v1/organizations", "fault": "429", "times": 3, "retry_after": 2}'
     print(f"Inject a fault: curl -X POST {server.url}/_simulator/faults -d '{fault}'", flush=True)
+    spike = '{"workspace": "Production", "minutes": 60, "factor": 20}'
+    print(f"Spike spend: curl -X POST {server.url}/_simulator/spikes -d '{spike}'", flush=True)
+    if org.cost_skew:
+        shown = ", ".join(f"{selector}={factor}" for selector, factor in org.cost_skew.items())
+        print(f"Token cost billed at the price table times: {shown}", flush=True)
     try:
         threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:

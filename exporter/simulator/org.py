@@ -8,12 +8,14 @@ import random
 import re
 import threading
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+from exporter.pricing import UNKNOWN_MODEL, PriceTable, Unpriced, default_table
 from exporter.timeutil import format_rfc3339
 
 Clock = Callable[[], datetime]
@@ -116,52 +118,13 @@ def dimension_value(event: UsageEvent, dimension: str) -> str | None:
     return value
 
 
-# --- Prices (anthropic-api.md §10), USD per million tokens -------------------------------------
-
-
-class _Prices(NamedTuple):
-    input: Decimal
-    write_5m: Decimal
-    write_1h: Decimal
-    read: Decimal
-    output: Decimal
-
-
-def _prices(inp: str, w5: str, w1: str, read: str, out: str) -> _Prices:
-    return _Prices(Decimal(inp), Decimal(w5), Decimal(w1), Decimal(read), Decimal(out))
-
-
-_FABLE = _prices("10", "12.50", "20", "1.00", "50")
-_OPUS_45 = _prices("5", "6.25", "10", "0.50", "25")
-_OPUS_4 = _prices("15", "18.75", "30", "1.50", "75")
-_SONNET_5 = _prices("2", "2.50", "4", "0.20", "10")
-_SONNET_4 = _prices("3", "3.75", "6", "0.30", "15")
-_HAIKU_45 = _prices("1", "1.25", "2", "0.10", "5")
-_HAIKU_35 = _prices("0.80", "1.00", "1.60", "0.08", "4")
-_HAIKU_3 = _prices("0.25", "0.30", "0.50", "0.03", "1.25")
-
-# Model family (id without a -YYYYMMDD date) -> (prices, whether the 1.1x `us` geo premium
-# applies: it does for 4.6 and later models).
-_FAMILIES: dict[str, tuple[_Prices, bool]] = {
-    "claude-fable-5": (_FABLE, True),
-    "claude-mythos-5": (_FABLE, True),
-    "claude-opus-5": (_OPUS_45, True),
-    "claude-opus-4-8": (_OPUS_45, True),
-    "claude-opus-4-7": (_OPUS_45, True),
-    "claude-opus-4-6": (_OPUS_45, True),
-    "claude-opus-4-5": (_OPUS_45, False),
-    "claude-opus-4-1": (_OPUS_4, False),
-    "claude-opus-4": (_OPUS_4, False),
-    "claude-sonnet-5": (_SONNET_5, True),
-    "claude-sonnet-4-6": (_SONNET_4, True),
-    "claude-sonnet-4-5": (_SONNET_4, False),
-    "claude-sonnet-4": (_SONNET_4, False),
-    "claude-haiku-4-5": (_HAIKU_45, False),
-    "claude-3-5-haiku": (_HAIKU_35, False),
-    "claude-3-7-sonnet": (_SONNET_4, False),
-    "claude-3-opus": (_OPUS_4, False),
-    "claude-3-haiku": (_HAIKU_3, False),
-}
+# --- Prices --------------------------------------------------------------------------------------
+#
+# Token and web-search cost is the usage priced with the exporter's shipped price table
+# (exporter.pricing), per request at the request's time: what the exporter estimates from the
+# usage report is then what the simulated bill says, and anthropic_cost_estimate_ratio sits at
+# 1 unless a cost skew (SimulatedOrganization.cost_skew) is set. Only the time-billed meters below have prices of
+# their own: the table has none for them.
 
 # Names used in cost descriptions. Ids not listed here (aliases, unknown models sent to the
 # Messages API) use the id itself, so a description never stands for two different models.
@@ -179,21 +142,22 @@ _DISPLAY_NAMES = {
 }
 
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
-_MILLION = Decimal(1_000_000)
-_BATCH_DISCOUNT = Decimal("0.5")
-_US_PREMIUM = Decimal("1.1")
-# Fast mode doubles the input and output rates; the cache rates are multiples of the input
-# rate, so they double too. It stacks with the `us` premium but not with Batch.
-_FAST_MODE_PREMIUM = Decimal(2)
-WEB_SEARCH_CENTS = Decimal(1)  # $10 per 1,000 searches
 CODE_EXECUTION_CENTS_PER_HOUR = Decimal(5)  # $0.05 per container-hour beyond the free hours
 CODE_EXECUTION_FREE_HOURS = Decimal(1550)  # per organization and UTC calendar month
 SESSION_CENTS_PER_HOUR = Decimal(8)  # Managed Agents: $0.08 per session-hour
 
+# What models the price table does not list are billed as (see cost_lines).
+FALLBACK_MODEL = "claude-sonnet-4-5"
 
-def _family(model: str) -> tuple[_Prices, bool]:
-    # Unknown models (whatever a client sends the Messages API) are priced like Sonnet 4.5.
-    return _FAMILIES.get(_DATE_SUFFIX.sub("", model), (_SONNET_4, False))
+# The cost report's token_type -> the price table's token kind (a PriceTable.price keyword).
+TOKEN_KINDS = {
+    "uncached_input_tokens": "input",
+    "cache_creation.ephemeral_5m_input_tokens": "cache_write_5m",
+    "cache_creation.ephemeral_1h_input_tokens": "cache_write_1h",
+    "cache_read_input_tokens": "cache_read",
+    "output_tokens": "output",
+}
+assert tuple(TOKEN_KINDS) == TOKEN_TYPES
 
 
 def is_dated_model(model: str) -> bool:
@@ -201,34 +165,84 @@ def is_dated_model(model: str) -> bool:
     return bool(_DATE_SUFFIX.search(model)) or model.startswith("claude-3")
 
 
-def token_price_cents(
-    model: str, token_type: str, service_tier: str, inference_geo: str, speed: str = "standard"
-) -> Decimal:
-    """Price of one token in cents, with the batch discount, the fast-mode premium and the `us`
-    premium applied.
+def prompt_tokens(event: UsageEvent) -> int:
+    """The request's prompt: uncached input, cache reads and cache writes. Prices by prompt
+    length (prompt_bands in the price table) depend on it, as the real bill does per request."""
+    return (event.uncached_input_tokens + event.cache_read_input_tokens
+            + event.cache_creation_5m + event.cache_creation_1h)
 
-    The long-context premium is not applied: since 2026-03 the 1M window bills at standard
-    rates, and the simulator's history is recent. Fast mode cannot be combined with Batch, so
-    asking for that price is an error.
-    """
-    if speed == "fast" and service_tier == "batch":
-        raise ValueError("fast mode is not available for batch requests")
-    prices, geo_premium = _family(model)
-    per_million = {
-        "uncached_input_tokens": prices.input,
-        "cache_creation.ephemeral_5m_input_tokens": prices.write_5m,
-        "cache_creation.ephemeral_1h_input_tokens": prices.write_1h,
-        "cache_read_input_tokens": prices.read,
-        "output_tokens": prices.output,
-    }[token_type]
-    cents = per_million * 100 / _MILLION
-    if service_tier == "batch":
-        cents *= _BATCH_DISCOUNT
-    if speed == "fast":
-        cents *= _FAST_MODE_PREMIUM
-    if geo_premium and inference_geo == "us":
-        cents *= _US_PREMIUM
-    return cents
+
+class _Where(NamedTuple):
+    """Everything but the counts that a request's price depends on."""
+
+    model: str
+    at: datetime
+    tier: str
+    window: str
+    geo: str
+    speed: str
+    prompt: int
+
+    def usd(self, prices: PriceTable, **counts: int) -> Decimal | Unpriced:
+        return prices.price(self.model, at=self.at, service_tier=self.tier,
+                            context_window=self.window, inference_geo=self.geo, speed=self.speed,
+                            prompt_tokens=self.prompt, **counts)
+
+
+def event_usd(prices: PriceTable, event: UsageEvent) -> Decimal | Unpriced:
+    """One request's token and web-search cost in USD at the table's prices at the request's
+    time (before any cost skew), or why it has none."""
+    return prices.price(event.model, at=event.timestamp, input=event.uncached_input_tokens,
+                        cache_read=event.cache_read_input_tokens,
+                        cache_write_5m=event.cache_creation_5m,
+                        cache_write_1h=event.cache_creation_1h, output=event.output_tokens,
+                        web_searches=event.web_search_requests, service_tier=event.service_tier,
+                        context_window=event.context_window, inference_geo=event.inference_geo,
+                        speed=event.speed, prompt_tokens=prompt_tokens(event))
+
+
+# --- Cost skew and spend spikes ------------------------------------------------------------------
+
+# A cost skew (SimulatedOrganization.cost_skew): a factor, or factors by selector.
+SkewSpec = Decimal | int | float | str | Mapping[str, Decimal | int | float | str]
+
+_ONE = Decimal(1)
+_BAND_FLOORS_CACHED = 4096
+
+SPIKE_BASELINE_DAYS = 7  # a spike is measured against the workspace's spend over these days
+SPIKE_MIN_USD_PER_HOUR = Decimal("0.01")  # ... but at least this much an hour
+SPIKE_EVENTS_PER_MINUTE = 4  # a spike's requests come at least this often
+SPIKE_MAX_PROMPT = 150_000  # tokens per spike request at most (and below any price band)
+MAX_SPIKE_MINUTES = 24 * 60
+MAX_SPIKE_EVENTS = 200_000  # requests all spikes together may hold
+
+
+def decimal_factor(value: Decimal | int | float | str) -> Decimal:
+    """A finite number >= 0 as a Decimal; a float as its shortest decimal form (1.25 -> 1.25)."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
+        raise ValueError(f"expected a number, got {value!r}")
+    try:
+        factor = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if not factor.is_finite() or factor < 0:
+        raise ValueError(f"expected a finite number >= 0, got {value!r}")
+    return factor
+
+
+@dataclass(frozen=True, slots=True)
+class Spike:
+    """A spend spike added with SimulatedOrganization.inject_spike()."""
+
+    start: datetime
+    minutes: int
+    factor: Decimal
+    workspace_id: str | None  # None: the Default Workspace
+    api_key_id: str | None
+    model: str
+    events: int  # how many requests it added
+    usual_usd: Decimal  # the workspace's usual spend over `minutes`, which it multiplies
+    added_usd: Decimal  # what its requests cost at the table's prices, before any cost skew
 
 
 _TOKEN_LABELS = {
@@ -250,8 +264,9 @@ _NON_TOKEN_DESCRIPTIONS = {
 def cost_description(key: CostKey, speed: str = "standard") -> str:
     """The cost report's free-text description of a cost_totals() key, for traffic at `speed`.
 
-    Unique per (model, token_type, tier, window, geo, speed): qualifiers are appended for batch,
-    the long context window, fast mode and the `us` geo. Cost rows no longer carry a `speed`
+    Unique per (model, token_type, tier, window, geo, speed): qualifiers are appended for a
+    tier other than standard (", Batch", ", Priority", ", Priority On Demand"), the long context
+    window, fast mode and the `us` geo. Cost rows no longer carry a `speed`
     field, so fast-mode cost comes in rows of its own description whose other fields equal those
     of the standard-speed row. The wording is invented except "Web Search Usage" and "Code
     Execution Usage"; the exporter never parses it.
@@ -261,8 +276,8 @@ def cost_description(key: CostKey, speed: str = "standard") -> str:
         return _NON_TOKEN_DESCRIPTIONS[cost_type]
     assert model is not None and token_type is not None
     text = f"{_DISPLAY_NAMES.get(model, model)} Usage - {_TOKEN_LABELS[token_type]}"
-    if tier == "batch":
-        text += ", Batch"
+    if tier and tier != "standard":
+        text += ", " + tier.replace("_", " ").title()
     if window == "200k-1M":
         text += ", Long Context"
     if speed == "fast":
@@ -425,8 +440,8 @@ _PROFILES = (
              "", 0, False, service_account=True),
     _Profile(SERVICE_ACCOUNT_KEY_NAME, None, _SONNET_5_ID, "batch", "0-200k", "global", 0.4, 8000,
              1200, "", 0, False, service_account=True),
-    # Newer service tiers, passed through verbatim. Like Priority Tier they are left out of the
-    # cost report (see BILLED_TIERS).
+    # Newer service tiers, passed through verbatim. flex and flex_discount have no published
+    # price, so they are left out of the cost report (see cost_lines).
     _Profile("Production Backend", None, _SONNET_5_ID, "priority_on_demand", "0-200k", "global",
              0.3, 900, 350, "", 0, False),
     _Profile("Batch Pipeline", None, _HAIKU_45_ID, "flex", "0-200k", _NA, 0.4, 3000, 600, "", 0,
@@ -435,6 +450,8 @@ _PROFILES = (
              900, "5m", 5000, False),
 )
 assert not any(profile.speed == "fast" and profile.tier == "batch" for profile in _PROFILES)
+
+SPIKE_MODEL = _OPUS_5_ID  # what a spend spike's requests use unless told otherwise
 
 
 class _Meter(NamedTuple):
@@ -681,11 +698,18 @@ class SimulatedOrganization:
     Every hour has one busy minute (`busy_minute`) that takes BUSY_GROUP to near its
     organization input limit. The rate limits (`rate_limits`, `workspace_rate_limits`) are
     fixed per seed, and Claude Code analytics (`claude_code_records`) are made per UTC day.
+
+    Token cost (`cost_lines`) is the usage priced with `prices`, the exporter's shipped price
+    table unless another is given; `cost_skew` multiplies it, so the exporter's estimate-to-bill
+    ratio can be moved off 1. `inject_spike` adds a runaway workload's requests to a workspace.
     """
 
-    def __init__(self, seed: int = 7, clock: Clock | None = None) -> None:
+    def __init__(self, seed: int = 7, clock: Clock | None = None, *,
+                 prices: PriceTable | None = None, cost_skew: SkewSpec = 1) -> None:
         self.seed = seed
         self.clock: Clock = clock if clock is not None else _utc_now
+        # What token and web-search cost is billed at (see cost_lines): the shipped table.
+        self.prices: PriceTable = default_table() if prices is None else prices
         rng = random.Random(f"org:{seed}")
         self.organization_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         self.organization_name = "Simulated Org"
@@ -742,6 +766,14 @@ class SimulatedOrganization:
                 entry["principal"] = {"id": self.service_account_id, "type": "service_account"}
         self.api_keys = sorted(api_keys, key=lambda k: k["created_at"], reverse=True)
 
+        self._workspace_ids = dict(workspace_ids)  # name -> id
+        # Workspace id (None: the Default one) -> the key spikes are sent with: its first active
+        # key, else its first key.
+        self._workspace_keys: dict[str | None, str] = {}
+        for key in sorted(_KEYS, key=lambda k: k.status != "active"):
+            self._workspace_keys.setdefault(
+                workspace_ids[key.workspace] if key.workspace else None, key_ids[key.name])
+
         # Where the simulated Messages API books every caller's traffic.
         self.sdk_api_key_id = key_ids[SDK_KEY_NAME]
         self.sdk_workspace_id = workspace_ids[_SDK_WORKSPACE]
@@ -793,6 +825,16 @@ class SimulatedOrganization:
         # UTC day -> its Claude Code sessions, for the newest _CODE_DAYS_CACHED days asked for.
         self._code_days: dict[int, tuple[_CodeSession, ...]] = {}
 
+        # (model, UTC day) -> the prompt lengths above which its price bands start.
+        self._band_floors: dict[tuple[str, int], tuple[int, ...]] = {}
+        # (workspace id or "*", model or "*") -> factor on billed token cost; and as given.
+        self._skew: dict[tuple[str | None, str], Decimal] = {}
+        self._skew_given: dict[str, Decimal] = {}
+        self.cost_skew = cost_skew
+        # Injected spend spikes, and their events by UTC hour.
+        self._spikes: list[Spike] = []
+        self._spike_events: dict[int, list[UsageEvent]] = {}
+
     # --- events --------------------------------------------------------------------------------
 
     def events(
@@ -810,7 +852,7 @@ class SimulatedOrganization:
         for hour in range(first_hour, last_hour + 1):
             candidates = self._synthetic_hour(hour)
             with self._lock:
-                recorded = list(self._recorded.get(hour, ()))
+                recorded = [*self._recorded.get(hour, ()), *self._spike_events.get(hour, ())]
             for event in (*candidates, *recorded):
                 if start <= event.timestamp < stop:
                     found.append(event)
@@ -1005,8 +1047,8 @@ class SimulatedOrganization:
     ) -> dict[CostKey, Decimal]:
         """Exact cost in cents over [start, end), keyed like cost_report rows (COST_KEY_FIELDS).
 
-        Usage on tiers other than standard and batch is left out (see BILLED_TIERS). Fast-mode
-        and standard-speed cost of the same key are summed, as rows of the two descriptions are.
+        See cost_lines for what is billed. Fast-mode and standard-speed cost of the same key are
+        summed, as rows of the two descriptions are (and likewise the tiers' own rows).
         """
         totals: dict[CostKey, Decimal] = {}
         for (key, _), cents in self.cost_lines(start, end, now=now).items():
@@ -1017,37 +1059,74 @@ class SimulatedOrganization:
         self, start: datetime, end: datetime, *, now: datetime | None = None
     ) -> dict[tuple[CostKey, str], Decimal]:
         """Exact cost in cents over [start, end), keyed by (cost_totals() key, description):
-        the rows of a cost report grouped by workspace_id and description."""
-        # (workspace, model, tier, window, geo, speed) -> token counts in TOKEN_TYPES order
-        tokens: dict[tuple[str | None, str, str, str, str, str], list[int]] = {}
-        searches: dict[str | None, int] = {}  # workspace -> web search requests
+        the rows of a cost report grouped by workspace_id and description.
+
+        Token and web-search cost is each request's usage priced with `prices` (the shipped
+        table) at the request's time: its tier, geo, speed, context window and its own prompt
+        length (prompt_tokens()), then multiplied by the cost skew of its workspace and model
+        (see cost_skew; web searches are not skewed). Tokens go in rows of their tier (standard,
+        batch, priority, priority_on_demand: every tier the table prices).
+
+        What the table cannot price: a model it does not list (whatever a client sends the
+        Messages API) is billed as FALLBACK_MODEL (Sonnet 4.5) at the table's prices, as a real
+        bill would bill a model newer than the table: the exporter's estimate for it is 0 and its
+        ratio shows it. Anything else unpriced (flex and flex_discount, which have no published
+        price, so any rate would be invented; fast mode with Batch or on a model without it) is
+        left out of the cost report, tokens and searches alike: it shows in the usage report
+        only, and the exporter, which cannot price it either, leaves it out of its estimate, so
+        the ratio stays 1. Metered usage (code execution, Managed Agents sessions) is priced by
+        the simulator itself (see metered).
+        """
+        prices = self.prices
+        # Requests that share every price dimension, UTC day (rates change at midnight) and price
+        # band, so share their per-token prices: summing their counts and pricing the sums once
+        # is exact (Decimal multiplication distributes) and far faster than per request.
+        # group -> token counts in TOKEN_TYPES order, then web searches
+        groups: dict[tuple[str | None, str, str, str, str, str, int, int], list[int]] = {}
+        # group -> (time, prompt tokens) of its first request, which its prices are looked up at
+        first: dict[tuple[str | None, str, str, str, str, str, int, int], tuple[datetime, int]] = {}
         for event in self.events(start, end, now=now):
-            if event.service_tier not in BILLED_TIERS:
-                continue
+            prompt = prompt_tokens(event)
+            day = int(event.timestamp.timestamp()) // 86400
             group = (event.workspace_id, event.model, event.service_tier, event.context_window,
-                     event.inference_geo, event.speed)
-            sums = tokens.get(group)
+                     event.inference_geo, event.speed, day, self._band(event.model, day, prompt))
+            sums = groups.get(group)
             if sums is None:
-                sums = tokens[group] = [0, 0, 0, 0, 0]
+                sums = groups[group] = [0, 0, 0, 0, 0, 0]
+                first[group] = (event.timestamp, prompt)
             sums[0] += event.uncached_input_tokens
             sums[1] += event.cache_creation_5m
             sums[2] += event.cache_creation_1h
             sums[3] += event.cache_read_input_tokens
             sums[4] += event.output_tokens
-            if event.web_search_requests:
-                searches[event.workspace_id] = (
-                    searches.get(event.workspace_id, 0) + event.web_search_requests)
-        # Summing counts first and pricing once is exact: Decimal multiplication distributes.
+            sums[5] += event.web_search_requests
         lines: dict[tuple[CostKey, str], Decimal] = {}
-        for (workspace_id, model, tier, window, geo, speed), sums in tokens.items():
-            for token_type, count in zip(TOKEN_TYPES, sums, strict=True):
+        searches: dict[str | None, Decimal] = {}  # workspace -> web search cents
+        for group, sums in groups.items():
+            workspace_id, model, tier, window, geo, speed, _, _ = group
+            at, prompt = first[group]
+            where = _Where(model, at, tier, window, geo, speed, prompt)
+            probe = where.usd(prices)
+            if isinstance(probe, Unpriced) and probe.reason == UNKNOWN_MODEL:
+                where = where._replace(model=FALLBACK_MODEL)
+                probe = where.usd(prices)
+            if isinstance(probe, Unpriced):
+                continue
+            skew = self._skew_factor(workspace_id, model)
+            for token_type, count in zip(TOKEN_TYPES, sums[:5], strict=True):
                 if count:
+                    priced = where.usd(prices, **{TOKEN_KINDS[token_type]: count})
+                    assert not isinstance(priced, Unpriced)
                     key: CostKey = (workspace_id, "tokens", model, token_type, tier, window, geo)
-                    price = token_price_cents(model, token_type, tier, geo, speed)
-                    lines[(key, cost_description(key, speed))] = count * price
-        for workspace_id, count in searches.items():
+                    line = (key, cost_description(key, speed))
+                    lines[line] = lines.get(line, Decimal(0)) + priced * 100 * skew
+            if sums[5]:
+                priced = where.usd(prices, web_searches=sums[5])
+                assert not isinstance(priced, Unpriced)
+                searches[workspace_id] = searches.get(workspace_id, Decimal(0)) + priced * 100
+        for workspace_id, cents in searches.items():
             key = (workspace_id, "web_search", None, None, None, None, None)
-            lines[(key, cost_description(key))] = count * WEB_SEARCH_CENTS
+            lines[(key, cost_description(key))] = cents
         for record in self.metered(start, end, now=now):
             if record.cents:
                 key = (record.workspace_id, record.cost_type, None, None, None, None, None)
@@ -1055,6 +1134,195 @@ class SimulatedOrganization:
                 lines[metered_line] = lines.get(metered_line, Decimal(0)) + record.cents
         return lines
 
+    def _band(self, model: str, day: int, prompt: int) -> int:
+        """Which of the model's price bands (by prompt length) a prompt falls in on a UTC day:
+        how many band floors it exceeds."""
+        floors = self._band_floors.get((model, day))
+        if floors is None:
+            found = self.prices.model(model) or self.prices.model(FALLBACK_MODEL)
+            floors = () if found is None else tuple(
+                above for above, _ in self.prices.in_force(found, day * 86400.0).bands)
+            if len(self._band_floors) >= _BAND_FLOORS_CACHED:  # ids come from clients: bound it
+                self._band_floors.clear()
+            self._band_floors[(model, day)] = floors
+        return bisect_left(floors, prompt)
+
+    # --- cost skew -----------------------------------------------------------------------------
+
+    @property
+    def cost_skew(self) -> dict[str, Decimal]:
+        """The factors on billed token cost, by selector as set (see the setter); {} for none."""
+        return dict(self._skew_given)
+
+    @cost_skew.setter
+    def cost_skew(self, spec: SkewSpec) -> None:
+        """Multiplies the billed token cost (cost_lines) by a factor, so that the exporter's
+        estimate-to-bill ratio (anthropic_cost_estimate_ratio) becomes 1/factor there: a skew of
+        1.25 bills 25 % more than the table says, and the ratio shows 0.8.
+
+        `spec` is a number (every workspace and model; 1: no skew) or a mapping of selectors to
+        factors. A selector is "*" (everything), a model id ("claude-opus-5": that model in
+        every workspace, as "*/claude-opus-5" is), "WORKSPACE/MODEL" (that pair) or
+        "WORKSPACE/*" (every model of a workspace), WORKSPACE being a workspace id, a workspace
+        name or "default" (the Default Workspace). The most specific selector matching a row
+        wins: WORKSPACE/MODEL, then WORKSPACE/*, then MODEL, then "*". Factors are numbers >= 0 (a float is read as its
+        shortest decimal form, so 1.25 is exactly 1.25). Takes effect for every later report,
+        history included. Raises ValueError (leaving the skew as it was) on a bad spec.
+        """
+        if isinstance(spec, Mapping):
+            given = {str(selector): decimal_factor(value) for selector, value in spec.items()}
+        else:
+            given = {"*": decimal_factor(spec)}
+        resolved: dict[tuple[str | None, str], Decimal] = {}
+        for selector, factor in given.items():
+            workspace, slash, model = selector.rpartition("/")
+            if not slash:
+                resolved[("*", model or "*")] = factor
+            elif not model:
+                raise ValueError(f"cost skew selector {selector!r}: no model after the slash")
+            else:
+                where = "*" if workspace == "*" else self.workspace_for(workspace)
+                resolved[(where, model)] = factor
+        if all(factor == 1 for factor in resolved.values()):
+            given, resolved = {}, {}
+        self._skew, self._skew_given = resolved, given  # each replaced whole: readers see either
+
+    def _skew_factor(self, workspace_id: str | None, model: str) -> Decimal:
+        skew = self._skew
+        if skew:
+            for key in ((workspace_id, model), (workspace_id, "*"), ("*", model), ("*", "*")):
+                factor = skew.get(key)
+                if factor is not None:
+                    return factor
+        return _ONE
+
+    def workspace_for(self, workspace: str | None) -> str | None:
+        """A workspace's id from its id, name or "default" (the Default Workspace, whose traffic
+        and cost carry workspace_id None, as returned); None names the Default Workspace too.
+        Raises ValueError for anything else."""
+        if workspace is None or workspace in ("default", self.default_workspace_id):
+            return None
+        if workspace in self._workspace_ids:
+            return self._workspace_ids[workspace]
+        if workspace in self._workspace_ids.values():
+            return workspace
+        raise ValueError(f"no workspace {workspace!r}: expected one of "
+                         f"{', '.join(['default', *self._workspace_ids])} or a workspace id")
+
+    # --- spend spikes --------------------------------------------------------------------------
+
+    def inject_spike(
+        self,
+        start: datetime,
+        minutes: int,
+        factor: float | int | Decimal | str,
+        workspace: str | None = None,
+        *,
+        model: str = SPIKE_MODEL,
+    ) -> Spike:
+        """Adds a runaway workload to a workspace: ordinary requests over [start, start +
+        minutes), so the usage report, usage_totals(), the cost report (and anything else that
+        reads events()) all include them, each as it happens by the clock.
+
+        They add (factor - 1) times the workspace's usual spend over `minutes`, so a window of
+        exactly the spike sees about `factor` times its usual spend (more if that window was
+        busier than usual). Usual is the average of the workspace's synthetic spend (at the
+        table's prices, before any cost skew) over the SPIKE_BASELINE_DAYS days before `start`,
+        at least SPIKE_MIN_USD_PER_HOUR. The requests go to `model` (standard tier, the
+        workspace's default geo, with its first active key), SPIKE_EVENTS_PER_MINUTE a minute or
+        more (fewer only when the spike is worth fewer units than that), their sizes differing by
+        at most one unit of 5 input tokens and 1 output token (prompts up to SPIKE_MAX_PROMPT,
+        and below any price band): a pure function of the seed and the arguments.
+
+        `workspace` is a workspace id, name or "default" (the Default Workspace); None: the
+        workspace the Messages API books traffic to (Production). `start` is taken to the
+        second. Raises ValueError for a bad argument, a model the price table cannot price, or
+        when the spikes would hold more than MAX_SPIKE_EVENTS requests (clear_spikes()).
+        """
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not (
+                1 <= minutes <= MAX_SPIKE_MINUTES):
+            raise ValueError(f"minutes must be a whole number from 1 to {MAX_SPIKE_MINUTES}")
+        multiple = decimal_factor(factor)
+        if multiple <= 1:
+            raise ValueError("factor must be more than 1")
+        start = start.astimezone(UTC).replace(microsecond=0)
+        workspace_id = (self.sdk_workspace_id if workspace is None
+                        else self.workspace_for(workspace))
+
+        # The workspace's usual spend over `minutes`: synthetic traffic only, so a spike never
+        # depends on what clients sent or on other spikes.
+        since = start - timedelta(days=SPIKE_BASELINE_DAYS)
+        spent = Decimal(0)
+        for hour in range(int(since.timestamp()) // 3600, int(start.timestamp()) // 3600 + 1):
+            for event in self._synthetic_hour(hour):
+                if event.workspace_id == workspace_id and since <= event.timestamp < start:
+                    usd = event_usd(self.prices, event)
+                    if not isinstance(usd, Unpriced):
+                        spent += usd
+        usual = max(spent * minutes / (SPIKE_BASELINE_DAYS * 1440),
+                    SPIKE_MIN_USD_PER_HOUR * minutes / 60)
+        target = (multiple - 1) * usual
+
+        geo = _NA if is_dated_model(model) else next(
+            (ws["data_residency"]["default_inference_geo"] for ws in self.workspaces
+             if ws["id"] == workspace_id), "global")
+        template = UsageEvent(
+            timestamp=start, workspace_id=workspace_id,
+            api_key_id=self._workspace_keys.get(workspace_id), model=model,
+            service_tier="standard", context_window="0-200k", inference_geo=geo,
+            uncached_input_tokens=5, cache_read_input_tokens=0, cache_creation_5m=0,
+            cache_creation_1h=0, output_tokens=1, web_search_requests=0)
+        unit = event_usd(self.prices, template)  # 5 input tokens and 1 output token
+        if isinstance(unit, Unpriced):
+            raise ValueError(f"cannot spike with {model!r}: {unit.detail}")
+        found = self.prices.model(model)
+        floors = [] if found is None else [
+            above for above, _ in self.prices.in_force(found, start).bands]
+        most = min([SPIKE_MAX_PROMPT, *floors]) // 5  # units per request, in the lowest band
+        units = max(1, int((target / unit).to_integral_value()))
+        count = max(minutes * SPIKE_EVENTS_PER_MINUTE, -(-units // most))
+        size, larger = divmod(units, count)  # the first `larger` requests get one unit more
+        seconds = minutes * 60
+        events = [
+            replace(template, timestamp=start + timedelta(seconds=index * seconds // count),
+                    uncached_input_tokens=5 * (size + (index < larger)),
+                    output_tokens=size + (index < larger))
+            for index in range(count)
+            if size + (index < larger)
+        ]
+        count = len(events)
+        added = Decimal(0)
+        for event in events:
+            usd = event_usd(self.prices, event)
+            assert not isinstance(usd, Unpriced)
+            added += usd
+        spike = Spike(start=start, minutes=minutes, factor=multiple, workspace_id=workspace_id,
+                      api_key_id=template.api_key_id, model=model, events=count,
+                      usual_usd=usual, added_usd=added)
+        with self._lock:
+            held = sum(s.events for s in self._spikes)
+            if held + count > MAX_SPIKE_EVENTS:
+                raise ValueError(f"the spikes would hold {held + count} requests, more than "
+                                 f"{MAX_SPIKE_EVENTS}: clear them first")
+            self._spikes.append(spike)
+            for event in events:
+                self._spike_events.setdefault(int(event.timestamp.timestamp()) // 3600,
+                                              []).append(event)
+        return spike
+
+    @property
+    def spikes(self) -> list[Spike]:
+        """The spikes injected so far, oldest first."""
+        with self._lock:
+            return list(self._spikes)
+
+    def clear_spikes(self) -> None:
+        """Removes every injected spike's requests, from history too."""
+        with self._lock:
+            self._spikes.clear()
+            self._spike_events.clear()
 
     # --- rate limits ---------------------------------------------------------------------------
 
@@ -1167,7 +1435,9 @@ class SimulatedOrganization:
                     "model": model,
                     "tokens": {"input": tokens[0], "output": tokens[1], "cache_read": tokens[2],
                                "cache_creation": tokens[3]},
-                    "estimated_cost": {"currency": "USD", "amount": _code_cents(model, tokens)},
+                    "estimated_cost": {"currency": "USD",
+                                       "amount": _code_cents(self.prices, model, tokens,
+                                                             day_start)},
                 }
                 for model, tokens in sorted(models.items())
             ],
@@ -1184,14 +1454,6 @@ class SimulatedOrganization:
             if day not in self._code_days and len(self._code_days) >= _CODE_DAYS_CACHED:
                 del self._code_days[next(iter(self._code_days))]  # the least recently made
             return self._code_days.setdefault(day, sessions)
-
-# The cost report's service_tier is only standard or batch. Priority Tier (`priority`, and
-# `priority_on_demand` alike) is billed separately and left out of it. `flex` and
-# `flex_discount` have no published price and no service_tier value in the cost report, so
-# rather than invent a price the simulator leaves them out too: that traffic shows in the usage
-# report only.
-BILLED_TIERS = frozenset({"standard", "batch"})
-
 
 class _Sender(NamedTuple):
     """A profile with the ids its traffic carries."""
@@ -1213,18 +1475,16 @@ def _actor_name(actor: Mapping[str, str]) -> str:
     return actor.get("email_address") or actor.get("api_key_name") or ""
 
 
-def _code_cents(model: str, tokens: Sequence[int]) -> int:
+def _code_cents(prices: PriceTable, model: str, tokens: Sequence[int], at: datetime) -> int:
     """Estimated cost in whole cents of Claude Code tokens (input, output, cache read, cache
-    creation), at standard rates with 5-minute cache writes."""
+    creation), at the table's standard rates with 5-minute cache writes; 0 for a model the
+    table cannot price."""
     uncached, output, read, creation = tokens
-    cents = (
-        uncached * token_price_cents(model, "uncached_input_tokens", "standard", "global")
-        + output * token_price_cents(model, "output_tokens", "standard", "global")
-        + read * token_price_cents(model, "cache_read_input_tokens", "standard", "global")
-        + creation * token_price_cents(
-            model, "cache_creation.ephemeral_5m_input_tokens", "standard", "global")
-    )
-    return int(cents.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    usd = prices.price(model, at=at, input=uncached, output=output, cache_read=read,
+                       cache_write_5m=creation)
+    if isinstance(usd, Unpriced):
+        return 0
+    return int((usd * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _generate_code_day(seed: int, day: int) -> tuple[_CodeSession, ...]:

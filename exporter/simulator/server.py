@@ -27,8 +27,10 @@ from exporter.simulator import messages
 from exporter.simulator.org import (
     BASE62,
     RATE_LIMIT_GROUP_TYPES,
+    SPIKE_MODEL,
     USAGE_DIMENSIONS,
     SimulatedOrganization,
+    Spike,
 )
 from exporter.timeutil import format_rfc3339
 
@@ -57,6 +59,9 @@ _WORKSPACE_RATE_LIMITS = re.compile(r"^/v1/organizations/workspaces/([^/]+)/rate
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 FAULTS_PATH = "/_simulator/faults"
+SPIKES_PATH = "/_simulator/spikes"
+COST_SKEW_PATH = "/_simulator/cost_skew"
+SPIKE_FAULT = "spend_spike"  # POST /_simulator/faults with this fault injects a spike instead
 
 _WIDTHS = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 # bucket_width -> (default limit, maximum limit)
@@ -568,6 +573,11 @@ class SimulatorServer:
     `x-simulator-delay` delays a stream's first text delta (or a whole non-streamed reply),
     so clients can measure time to first token.
 
+    The organization's data can be changed over HTTP too: `POST /_simulator/spikes` adds a
+    spend spike (or `POST /_simulator/faults` with `"fault": "spend_spike"`), and
+    `PUT /_simulator/cost_skew` skews the billed token cost (see `_spike_control` and
+    `_skew_control`).
+
     >>> server = SimulatorServer(SimulatedOrganization(seed=7)).start()
     >>> server.url  # doctest: +SKIP
     'http://127.0.0.1:50123'
@@ -691,6 +701,10 @@ class SimulatorServer:
         try:
             if path == FAULTS_PATH:
                 return self._control(method, body, base_headers)
+            if path == SPIKES_PATH:
+                return self._spike_control(method, body, base_headers)
+            if path == COST_SKEW_PATH:
+                return self._skew_control(method, body, base_headers)
             return self._api(method, path, _normalize_query(query), headers, body, base_headers)
         except ApiError as error:
             return _error_response(error, {**base_headers, **error.headers})
@@ -855,16 +869,25 @@ class SimulatorServer:
         )
 
     def _control(self, method: str, body: bytes, base_headers: dict[str, str]) -> _Response:
-        """POST/GET/DELETE /_simulator/faults: fault injection for people running the demo."""
+        """POST/GET/DELETE /_simulator/faults: fault injection for people running the demo.
+
+        A POST of the fault "spend_spike" injects a spend spike instead (the fields of POST
+        /_simulator/spikes), and its answer names it under "spike".
+        """
+        spiked: dict[str, Any] | None = None
         if method == "POST":
-            try:
-                spec = json.loads(body)
-                params = {key: value for key, value in spec.items()
-                          if key not in ("path_prefix", "fault", "times")}
-                self.inject(spec.get("path_prefix", "/"), str(spec["fault"]),
-                            int(spec.get("times", 1)), **params)
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
-                raise _invalid(f"Invalid fault: {error}") from None
+            spec = _json_object(body)
+            if spec.get("fault") == SPIKE_FAULT:
+                spiked = _spike_json(self._inject_spike(
+                    {key: value for key, value in spec.items() if key != "fault"}))
+            else:
+                try:
+                    params = {key: value for key, value in spec.items()
+                              if key not in ("path_prefix", "fault", "times")}
+                    self.inject(spec.get("path_prefix", "/"), str(spec["fault"]),
+                                int(spec.get("times", 1)), **params)
+                except (ValueError, KeyError, TypeError, AttributeError) as error:
+                    raise _invalid(f"Invalid fault: {error}") from None
         elif method == "DELETE":
             self.clear_faults()
         elif method != "GET":
@@ -875,9 +898,107 @@ class SimulatorServer:
                  "retry_after": f.retry_after, "delay": f.delay}
                 for f in self._faults
             ]
-        response = _json_response(200, {"faults": active})
+        answer: dict[str, Any] = {"faults": active}
+        if spiked is not None:
+            answer["spike"] = spiked
+        response = _json_response(200, answer)
         response.headers.update(base_headers)
         return response
+
+    def _spike_control(self, method: str, body: bytes, base_headers: dict[str, str]) -> _Response:
+        """POST/GET/DELETE /_simulator/spikes: spend spikes (SimulatedOrganization.inject_spike).
+
+        POST `{"factor": 20, "minutes": 60, "workspace": "Production", "start": "...Z",
+        "model": "claude-opus-5"}` (only `factor` required; `minutes` defaults to 60, `start` to
+        `minutes` before now, so the whole spike has happened and shows at once; `workspace` to
+        the Messages API's, Production) adds one; GET lists them; DELETE removes them all.
+        """
+        if method == "POST":
+            self._inject_spike(_json_object(body))
+        elif method == "DELETE":
+            self.org.clear_spikes()
+        elif method != "GET":
+            raise ApiError(404, "not_found_error", "Not found")
+        response = _json_response(200, {"spikes": [_spike_json(s) for s in self.org.spikes]})
+        response.headers.update(base_headers)
+        return response
+
+    def _inject_spike(self, spec: dict[str, Any]) -> Spike:
+        unknown = set(spec) - {"start", "minutes", "factor", "workspace", "model"}
+        if unknown:
+            raise _invalid(f"Invalid spike: unknown fields {', '.join(sorted(unknown))}")
+        if "factor" not in spec:
+            raise _invalid("Invalid spike: factor is required")
+        minutes = spec.get("minutes", 60)
+        workspace = spec.get("workspace")
+        model = spec.get("model", SPIKE_MODEL)
+        if not isinstance(minutes, int) or isinstance(minutes, bool):
+            raise _invalid("Invalid spike: minutes must be a whole number")
+        if workspace is not None and not isinstance(workspace, str):
+            raise _invalid("Invalid spike: workspace must be a string")
+        if not isinstance(model, str) or not isinstance(spec["factor"], int | float | str):
+            raise _invalid("Invalid spike: model must be a string and factor a number")
+        start_text = spec.get("start")
+        if start_text is None:
+            start = self.org.clock() - timedelta(minutes=minutes)
+        elif isinstance(start_text, str):
+            start = _parse_time(start_text, "start")
+        else:
+            raise _invalid("Invalid spike: start must be an RFC 3339 time")
+        try:
+            return self.org.inject_spike(start, minutes, spec["factor"], workspace, model=model)
+        except ValueError as error:
+            raise _invalid(f"Invalid spike: {error}") from None
+
+    def _skew_control(self, method: str, body: bytes, base_headers: dict[str, str]) -> _Response:
+        """PUT (or POST)/GET/DELETE /_simulator/cost_skew: the factor on billed token cost
+        (SimulatedOrganization.cost_skew). PUT `{"skew": 1.25}` or `{"skew": {"claude-opus-5":
+        1.25, "Research/*": 0.8}}` sets it (replacing what was set); DELETE removes it."""
+        if method in ("PUT", "POST"):
+            spec = _json_object(body)
+            if set(spec) != {"skew"}:
+                raise _invalid('Invalid cost skew: expected {"skew": a number or {selector: number}}')
+            try:
+                self.org.cost_skew = spec["skew"]
+            except (ValueError, TypeError) as error:
+                raise _invalid(f"Invalid cost skew: {error}") from None
+        elif method == "DELETE":
+            self.org.cost_skew = 1
+        elif method != "GET":
+            raise ApiError(404, "not_found_error", "Not found")
+        skew = {selector: f"{factor.normalize():f}"
+                for selector, factor in self.org.cost_skew.items()}
+        response = _json_response(200, {"cost_skew": skew})
+        response.headers.update(base_headers)
+        return response
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        spec = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _invalid("Request body is not valid JSON") from None
+    if not isinstance(spec, dict):
+        raise _invalid("Request body must be a JSON object")
+    return spec
+
+
+def _spike_json(spike: Spike) -> dict[str, Any]:
+    def usd(value: Decimal) -> str:
+        return f"{value.quantize(Decimal('0.000001')).normalize():f}"
+
+    return {
+        "start": format_rfc3339(spike.start),
+        "end": format_rfc3339(spike.start + timedelta(minutes=spike.minutes)),
+        "minutes": spike.minutes,
+        "factor": f"{spike.factor.normalize():f}",
+        "workspace_id": spike.workspace_id,
+        "api_key_id": spike.api_key_id,
+        "model": spike.model,
+        "events": spike.events,
+        "usual_usd": usd(spike.usual_usd),
+        "added_usd": usd(spike.added_usd),
+    }
 
 
 def _check_auth(headers: Mapping[str, str], *, admin: bool) -> None:

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from exporter.pricing import default_table
 from exporter.simulator import SimulatedOrganization, SimulatorServer
-from exporter.simulator.org import BUSY_GROUP, token_price_cents
+from exporter.simulator.org import BUSY_GROUP
 
 from .conftest import NOW, FakeClock, admin_get
 
@@ -113,13 +114,12 @@ def test_the_busy_minute_is_plain_events_counted_everywhere(
     # Its cost is in the cost data, priced like any other Sonnet 4.5 traffic.
     expected = Decimal(0)
     for event in events:
-        for token_type, count in (
-                ("uncached_input_tokens", event.uncached_input_tokens),
-                ("cache_read_input_tokens", event.cache_read_input_tokens),
-                ("cache_creation.ephemeral_5m_input_tokens", event.cache_creation_5m),
-                ("output_tokens", event.output_tokens)):
-            expected += count * token_price_cents(event.model, token_type, "standard",
-                                                  "not_available")
+        usd = default_table().price(
+            event.model, at=event.timestamp, input=event.uncached_input_tokens,
+            cache_read=event.cache_read_input_tokens, cache_write_5m=event.cache_creation_5m,
+            output=event.output_tokens, service_tier="standard", inference_geo="not_available")
+        assert isinstance(usd, Decimal)
+        expected += usd * 100
     cost = org.cost_totals(minute, minute + timedelta(minutes=1))
     assert sum(cost.values()) == expected > 0
 

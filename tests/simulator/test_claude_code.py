@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from exporter.pricing import default_table
 from exporter.simulator import SimulatedOrganization, SimulatorServer
-from exporter.simulator.org import CLAUDE_CODE_TOOLS, token_price_cents
+from exporter.simulator.org import CLAUDE_CODE_TOOLS
 
 from .conftest import NOW, FakeClock, admin_get
 
@@ -103,15 +104,14 @@ def test_estimated_cost_is_whole_cents_of_the_tokens(org: SimulatedOrganization)
     for record in week(org):
         for entry in record["model_breakdown"]:
             tokens = entry["tokens"]
-            cents = sum(
-                count * token_price_cents(entry["model"], token_type, "standard", "global")
-                for token_type, count in (
-                    ("uncached_input_tokens", tokens["input"]),
-                    ("output_tokens", tokens["output"]),
-                    ("cache_read_input_tokens", tokens["cache_read"]),
-                    ("cache_creation.ephemeral_5m_input_tokens", tokens["cache_creation"])))
+            # The shipped table's standard rates on the record's day, 5-minute cache writes.
+            usd = default_table().price(
+                entry["model"], at=datetime.fromisoformat(record["date"]), input=tokens["input"],
+                output=tokens["output"], cache_read=tokens["cache_read"],
+                cache_write_5m=tokens["cache_creation"])
+            assert isinstance(usd, Decimal)
             assert entry["estimated_cost"]["amount"] == int(
-                Decimal(cents).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+                (usd * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def test_http_pages_sum_to_the_python_side_records(

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import SimulatedOrganization, SimulatorServer
-from exporter.simulator.org import token_price_cents
+from exporter.simulator import SimulatedOrganization, SimulatorServer, UsageEvent
 
 from .conftest import ADMIN_HEADERS, NOW, FakeClock, admin_get
 from .test_reports import COST, USAGE, error_of, parse, row_sums
@@ -105,21 +104,35 @@ def test_speeds_filter_needs_the_beta_header_and_selects_fast_traffic(
     assert [row["model"] for row in rows] == ["claude-opus-5"]
 
 
-def test_fast_mode_token_prices_are_twice_standard_with_cache_and_us_multipliers() -> None:
-    model = "claude-opus-5"
-    per_million = {  # fast-mode Opus 5, written out
-        "uncached_input_tokens": "10", "output_tokens": "50",
-        "cache_creation.ephemeral_5m_input_tokens": "12.50",
-        "cache_creation.ephemeral_1h_input_tokens": "20", "cache_read_input_tokens": "1.00",
-    }
-    for token_type, dollars in per_million.items():
-        cents = Decimal(dollars) / 10_000  # $/MTok -> cents per token
-        assert token_price_cents(model, token_type, "standard", "global", "fast") == cents
-        assert token_price_cents(model, token_type, "standard", "us", "fast") == cents * Decimal(
-            "1.1")
-        assert token_price_cents(model, token_type, "standard", "global") * 2 == cents
-    with pytest.raises(ValueError, match="batch"):
-        token_price_cents(model, "output_tokens", "batch", "global", "fast")
+def test_fast_mode_bills_twice_standard_with_cache_and_us_multipliers(
+        org: SimulatedOrganization) -> None:
+    tokens = {"uncached_input_tokens": 1000, "cache_creation_5m": 2000, "cache_creation_1h": 3000,
+              "cache_read_input_tokens": 4000, "output_tokens": 5000}
+    token_types = {"uncached_input_tokens": "uncached_input_tokens",
+                   "cache_creation_5m": "cache_creation.ephemeral_5m_input_tokens",
+                   "cache_creation_1h": "cache_creation.ephemeral_1h_input_tokens",
+                   "cache_read_input_tokens": "cache_read_input_tokens",
+                   "output_tokens": "output_tokens"}
+    start = NOW - timedelta(minutes=1)
+    for geo, tier, speed in (("global", "standard", "fast"), ("us", "standard", "fast"),
+                             ("global", "standard", "standard"), ("global", "batch", "fast")):
+        org.record_message(UsageEvent(
+            timestamp=NOW, workspace_id=org.sdk_workspace_id, api_key_id=org.sdk_api_key_id,
+            model="claude-opus-5", service_tier=tier, context_window="0-200k", inference_geo=geo,
+            web_search_requests=0, speed=speed, **tokens))
+    lines = org.cost_lines(start, NOW + timedelta(seconds=1))
+    for name, count in tokens.items():
+        fast = count * OPUS_5_FAST[name] / 10_000  # $/MTok -> cents per token
+        key = (org.sdk_workspace_id, "tokens", "claude-opus-5", token_types[name], "standard",
+               "0-200k")
+        descriptions = {description: cents for (k, description), cents in lines.items()
+                        if k[:6] == key and k[6] == "global"}
+        assert len(descriptions) == 2
+        standard = next(c for d, c in descriptions.items() if "Fast Mode" not in d)
+        assert next(c for d, c in descriptions.items() if "Fast Mode" in d) == fast == 2 * standard
+        assert sum(c for (k, _), c in lines.items() if k == (*key, "us")) == fast * Decimal("1.1")
+    # Fast mode is not offered with Batch: such a request has no price, and is not billed.
+    assert not any(k[4] == "batch" for k, _ in lines)
 
 
 def test_fast_mode_cost_rows_equal_an_independent_calculation(server: SimulatorServer) -> None:
@@ -241,10 +254,16 @@ def test_newer_service_tiers_pass_through_the_usage_report(server: SimulatorServ
     assert {key[0] for key in expected} == NEW_TIERS
 
 
-def test_priority_on_demand_and_flex_are_not_in_the_cost_report(server: SimulatorServer) -> None:
+def test_priority_tiers_are_billed_and_flex_is_not(server: SimulatorServer) -> None:
     org = server.org
     rows = cost_rows(server, DAY)
-    assert {row["service_tier"] for row in rows} == {"standard", "batch", None}
+    # Every tier the price table prices has rows of its own; flex and flex_discount have no
+    # published price, so neither the simulated bill nor the exporter's estimate has them.
+    assert {row["service_tier"] for row in rows} == {
+        "standard", "batch", "priority", "priority_on_demand", None}
+    on_demand = [r for r in rows if r["service_tier"] == "priority_on_demand"]
+    assert {r["description"] for r in on_demand} >= {
+        "Claude Sonnet 5 Usage - Output Tokens, Priority On Demand"}
     # Haiku 4.5 in Production: its standard traffic is billed, the Batch Pipeline's flex
     # traffic is not.
     production = workspace_named(org, "Production")

@@ -434,10 +434,12 @@ def test_cost_rows_are_decimal_cents_matching_cost_totals(server: SimulatorServe
     assert all(not a.startswith("-") and "E" not in a for a in amounts)
 
 
-def test_cost_rows_leave_out_priority_and_null_what_does_not_apply(server: SimulatorServer) -> None:
+def test_cost_rows_have_the_priced_tiers_and_null_what_does_not_apply(
+        server: SimulatorServer) -> None:
     rows = admin_get(server, COST, starting_at="2026-03-10T00:00:00Z", limit=1,
                      group_by=["workspace_id", "description"]).json()["data"][0]["results"]
-    assert {r["service_tier"] for r in rows} == {"standard", "batch", None}
+    assert {r["service_tier"] for r in rows} == {
+        "standard", "batch", "priority", "priority_on_demand", None}
     search = [r for r in rows if r["cost_type"] == "web_search"]
     assert search and all(
         r["description"] == "Web Search Usage" and r["model"] is None and r["token_type"] is None
