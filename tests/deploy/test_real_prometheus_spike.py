@@ -22,14 +22,8 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator import SimulatedOrganization
-
 from .support import alert_rules, free_port, run
 from .test_real_prometheus import DEADLINE, Stack, prometheus_config, wait_until
-
-# The simulator's spend spikes (SimulatedOrganization.inject_spike, POST /_simulator/spikes).
-pytestmark = pytest.mark.skipif(not hasattr(SimulatedOrganization, "inject_spike"),
-                                reason="this simulator cannot inject spend spikes")
 
 ALERT = "AnthropicEstimatedSpendSpike"
 USAGE_POLL_SECONDS = 5
