@@ -165,7 +165,8 @@ def _serve(args: argparse.Namespace, address: tuple[str, int], runtime: Runtime,
         links = ((simulator.url + "/v1/organizations/workspaces", "Simulated Admin API (needs a key)"),)
     try:
         server = ExporterServer(address, exposition, runtime.state, args.telemetry_path, links,
-                                web_config_file=args.web_config_file, max_requests=args.max_requests)
+                                web_config_file=args.web_config_file, max_requests=args.max_requests,
+                                reload=runtime.reload)
     except WebConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -175,6 +175,13 @@ def test_sighup_reloads_the_real_process(tmp_path, live_simulator_url):
             assert time.monotonic() < deadline, "the failed reload never showed"
             time.sleep(0.05)
         assert process.poll() is None  # still running, on the old configuration
+        # a good configuration again, through the HTTP endpoint this time
+        write(config_file, f"organizations: [{{name: acme, base_url: '{live_simulator_url}', "
+                           f"api_key_file: {key_file}}}]\nclaude_code: {{enabled: false}}\n")
+        request = urllib.request.Request(url + "-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert metric("anthropic_exporter_config_last_reload_successful") == 1
     finally:
         process.terminate()
         process.wait(timeout=30)
