@@ -25,11 +25,23 @@ the HTTP client is shared, copies of the client made with ``with_options`` are i
 too.
 
 Abandoned streams. A stream dropped without being closed or read to its end is recorded (as
-ending at its last byte) on the recorder's next request, or at ``Recorder.close()``, not when
-it is garbage collected: finalizers run in whatever thread happens to allocate, possibly one
-holding a lock that recording needs, so they only queue the attempt. Until then it counts as
-in flight. A request cancelled by the caller (``asyncio.CancelledError``, ``KeyboardInterrupt``)
-is recorded with its duration but counts no error.
+ending at its last byte) on the recorder's next request, when the client (its transport) is
+closed, or at ``Recorder.close()``, not when it is garbage collected: finalizers run in
+whatever thread happens to allocate, possibly one holding a lock that recording needs, so they
+only queue the attempt. Until then it counts as in flight. A request cancelled by the caller
+(``asyncio.CancelledError``, ``KeyboardInterrupt``) is recorded with its duration but counts
+no error.
+
+Estimated cost. When an attempt ends, the usage of a Messages response (final by then: a
+stream's is read as it goes, priced once at its end, never per event) is priced with the
+exporter's price table (``exporter.pricing``; ``instrument(..., prices=table)`` for one with
+overrides or a discount) at the request's own prompt length, the response's
+``usage.service_tier``, ``usage.inference_geo`` and ``usage.speed``, and the rates in force
+when the request was sent. It goes to ``anthropic_client_estimated_cost_usd_total{model,
+service_tier}`` and the request log's ``estimated_cost_usd``. A usage the table cannot price
+(a model it does not know, a tier without a published price such as ``flex``) adds nothing to
+the counter and leaves the log row's cost NULL, and is logged once per model and reason at
+WARNING: never counted as $0.
 
 The model label. For SDKs with ``middleware=`` (0.108 and later) the returned client is
 ``client.with_options(middleware=[..., hint])``: a tiny middleware that hands the request's

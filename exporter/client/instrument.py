@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from exporter.client.recorder import Recorder, request_hint
 from exporter.client.request_log import RequestLog
 from exporter.client.transport import AsyncInstrumentedTransport, InstrumentedTransport
+from exporter.pricing import PriceTable
 
 C = TypeVar("C")
 
@@ -76,6 +77,8 @@ def instrument(
     registry: CollectorRegistry | None = None,
     request_log: RequestLog | str | os.PathLike[str] | None = None,
     buckets: Sequence[float] | None = None,
+    *,
+    prices: PriceTable | None = None,
 ) -> C:
     """Record every HTTP attempt of ``client`` into ``registry`` (and ``request_log``).
 
@@ -85,11 +88,16 @@ def instrument(
     returned client: for an SDK client it is ``client.with_options(middleware=[...])``, with a
     middleware that gives the transport the request's model without searching the body.
     Instrumenting a client again replaces its recorder.
+
+    ``prices``: the price table that ``anthropic_client_estimated_cost_usd_total`` and the
+    request log's ``estimated_cost_usd`` use (default: the table shipped with the exporter; for
+    the exporter's configured overrides and discount, ``exporter.pricing.parse_pricing``).
     """
     recorder = Recorder(
         registry=registry,
         request_log=request_log,
         buckets=None if buckets is None else tuple(buckets),
+        prices=prices,
     )
     if _is_http_client(client):
         _wrap_transports(client, recorder)

@@ -15,13 +15,27 @@ from pathlib import Path
 from typing import IO, Any
 
 from exporter.client.request_log import COLUMN_NAMES, TABLE, format_time
+from exporter.timeutil import parse_duration
 
 PROG = "anthropic-usage-exporter requests"
 DEFAULT_LOG = "./anthropic-requests.sqlite3"
 ENV_LOG = "ANTHROPIC_REQUEST_LOG"
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SINCE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+COST = "estimated_cost_usd"
+TOKEN_COLUMNS = (
+    "uncached_input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_5m_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "output_tokens",
+    "web_search_requests",
+)
+# --group-by: the group's key as SQL, its column name, and its order (cost first for models).
+_GROUPS = {
+    "model": ("model", "model", f"SUM({COST}) IS NULL, SUM({COST}) DESC, requests DESC, model"),
+    "hour": ("substr(start_time, 1, 13) || ':00Z'", "hour", "hour DESC"),
+}
+GROUP_COLUMNS = ("requests", "errors", *TOKEN_COLUMNS, COST, "requests_without_cost")
 
 # Table headings, narrower than the column names.
 _HEADINGS = {
@@ -39,7 +53,10 @@ _HEADINGS = {
     "service_tier": "tier",
     "retry_count": "retry",
     "workspace_id": "workspace",
+    COST: "cost_usd",
+    "requests_without_cost": "no_cost",
 }
+_NUMERIC = frozenset((*TOKEN_COLUMNS, COST, "duration_ms", "ttft_ms", "retry_count", *GROUP_COLUMNS))
 
 
 class UsageError(Exception):
@@ -47,11 +64,13 @@ class UsageError(Exception):
 
 
 def parse_since(text: str) -> float:
-    """Seconds in a duration like ``90s``, ``15m``, ``1h``, ``2d``, ``1w``."""
-    match = _SINCE.fullmatch(text.strip())
-    if match is None:
-        raise UsageError(f"invalid --since {text!r}: use a number and a unit s, m, h, d or w (e.g. 1h)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """Seconds in ``--since``: a Prometheus-style duration (``90s``, ``15m``, ``1h30m``, ``2d``)."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid --since {text!r}: use a duration such as 30m, 1h, 1h30m or 7d (units ms, s, m, h, d, w)"
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,15 +82,21 @@ def _parser() -> argparse.ArgumentParser:
         "--log",
         help=f"the SQLite request log (default: ${ENV_LOG}, else {DEFAULT_LOG})",
     )
-    parser.add_argument("--since", help="only requests started within this long, e.g. 1h, 30m")
+    parser.add_argument("--since", help="only requests started within this long, e.g. 1h, 30m, 1h30m")
     parser.add_argument("--model", help="only requests for this model")
     parser.add_argument("--status", help="only this status code (e.g. 429, none) or class (e.g. 5xx)")
+    parser.add_argument(
+        "--group-by",
+        choices=tuple(_GROUPS),
+        help="one line per model or per UTC hour: requests, errors, tokens and estimated cost summed "
+        "over every matching request (--limit does not apply)",
+    )
     parser.add_argument("--format", choices=("table", "csv", "jsonl"), default="table", help="output format")
     parser.add_argument("--limit", type=int, default=100, help="at most this many rows (0: all; default 100)")
     return parser
 
 
-def _query(args: argparse.Namespace, now: float) -> tuple[str, list[Any]]:
+def _where(args: argparse.Namespace, now: float) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if args.since is not None:
@@ -88,13 +113,26 @@ def _query(args: argparse.Namespace, now: float) -> tuple[str, list[Any]]:
         else:
             where.append("status_code = ?")
             params.append(status)
-    sql = f"SELECT {', '.join(COLUMN_NAMES)} FROM {TABLE}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY start_time DESC, id DESC"
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def _query(args: argparse.Namespace, now: float, present: set[str]) -> tuple[str, list[Any], tuple[str, ...]]:
+    """The SELECT, its parameters and its column names. A column the file predates reads as NULL."""
+    where, params = _where(args, now)
+    if args.group_by is not None:
+        key, name, order = _GROUPS[args.group_by]
+        cost = COST if COST in present else "NULL"
+        sums = ", ".join(f"SUM({column})" for column in TOKEN_COLUMNS)
+        sql = (
+            f"SELECT {key} AS {name}, COUNT(*) AS requests, COUNT(error_type) AS errors, {sums}, "
+            f"SUM({cost}), SUM({cost} IS NULL) FROM {TABLE}{where} GROUP BY 1 ORDER BY {order}"
+        )
+        return sql, params, (name, *GROUP_COLUMNS)
+    selected = ", ".join(name if name in present else f"NULL AS {name}" for name in COLUMN_NAMES)
+    sql = f"SELECT {selected} FROM {TABLE}{where} ORDER BY start_time DESC, id DESC"
     if args.limit > 0:
         sql += f" LIMIT {int(args.limit)}"
-    return sql, params
+    return sql, params, COLUMN_NAMES
 
 
 def _cell(name: str, value: Any) -> str:
@@ -102,16 +140,47 @@ def _cell(name: str, value: Any) -> str:
         return ""
     if name == "stream":
         return "true" if value else "false"
+    if name == COST:
+        return f"{value:.6f}"
     if isinstance(value, float):
         return f"{value:.1f}"
     return str(value)
 
 
-def _write_table(rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
-    headings = [_HEADINGS.get(name, name) for name in COLUMN_NAMES]
-    cells = [[_cell(name, v) for name, v in zip(COLUMN_NAMES, row, strict=True)] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headings)]
-    numeric = {i for i, name in enumerate(COLUMN_NAMES) if name.endswith(("_ms", "tokens", "requests", "count"))}
+def _totals(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list[str], str | None]:
+    """The table's last line (the rows' sums) and, when some rows have no cost, a note about them."""
+    grouped = "requests_without_cost" in columns
+    count = sum(row[1] for row in rows) if grouped else len(rows)
+    cells = [f"total, {count} request{'' if count == 1 else 's'}"]
+    summed = {*TOKEN_COLUMNS, COST, *(GROUP_COLUMNS if grouped else ())}
+    for i, name in enumerate(columns[1:], 1):
+        if name in summed:
+            values = [row[i] for row in rows if row[i] is not None]
+            cells.append(_cell(name, sum(values)) if values or name != COST else "")
+        else:
+            cells.append("")
+    cost = columns.index(COST)
+    missing = sum(row[-1] for row in rows) if grouped else sum(row[cost] is None for row in rows)
+    note = None
+    if missing:
+        note = (
+            f"requests without an estimated cost: {missing} of {count} (a model or tier the price "
+            "table does not price, a reply whose usage was not read, or logged before costs were)"
+        )
+    return cells, note
+
+
+def _write_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
+    if COST in columns and "web_search_requests" in columns:  # the cost next to the tokens it prices
+        order = [i for i, name in enumerate(columns) if name != COST]
+        order.insert(order.index(columns.index("web_search_requests")) + 1, columns.index(COST))
+        columns = [columns[i] for i in order]
+        rows = [[row[i] for i in order] for row in rows]
+    headings = [_HEADINGS.get(name, name) for name in columns]
+    cells = [[_cell(name, v) for name, v in zip(columns, row, strict=True)] for row in rows]
+    total, note = _totals(columns, rows)
+    widths = [max([len(h)] + [len(r[i]) for r in (*cells, total)]) for i, h in enumerate(headings)]
+    numeric = {i for i, name in enumerate(columns) if name in _NUMERIC}
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(
@@ -121,24 +190,28 @@ def _write_table(rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
     out.write(line(headings) + "\n")
     for row in cells:
         out.write(line(row) + "\n")
+    out.write(line(total) + "\n")
+    if note is not None:
+        out.write(note + "\n")
 
 
-def _write_csv(rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
+def _write_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMN_NAMES)
+    writer.writerow(columns)
     for row in rows:
         writer.writerow(
             [
                 _cell(name, v) if name == "stream" else ("" if v is None else v)
-                for name, v in zip(COLUMN_NAMES, row, strict=True)
+                for name, v in zip(columns, row, strict=True)
             ]
         )
 
 
-def _write_jsonl(rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
+def _write_jsonl(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
     for row in rows:
-        record = dict(zip(COLUMN_NAMES, row, strict=True))
-        record["stream"] = bool(record["stream"])
+        record = dict(zip(columns, row, strict=True))
+        if "stream" in record:
+            record["stream"] = bool(record["stream"])
         out.write(json.dumps(record) + "\n")
 
 
@@ -148,12 +221,17 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None, now: floa
     args = _parser().parse_args(argv)
     path = args.log or os.environ.get(ENV_LOG) or DEFAULT_LOG
     try:
-        sql, params = _query(args, time.time() if now is None else now)
+        if args.since is not None:  # a bad value is reported before a missing file
+            parse_since(args.since)
         if not os.path.isfile(path):
             raise UsageError(f"request log not found: {path} (set --log or ${ENV_LOG})")
         try:
             conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
             try:
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
+                if not present:
+                    raise sqlite3.OperationalError(f"no such table: {TABLE}")
+                sql, params, columns = _query(args, time.time() if now is None else now, present)
                 rows = conn.execute(sql, params).fetchall()
             finally:
                 conn.close()
@@ -163,7 +241,7 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None, now: floa
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        {"table": _write_table, "csv": _write_csv, "jsonl": _write_jsonl}[args.format](rows, out)
+        {"table": _write_table, "csv": _write_csv, "jsonl": _write_jsonl}[args.format](columns, rows, out)
         out.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.

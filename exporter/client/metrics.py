@@ -64,6 +64,7 @@ class ClientMetrics:
     cache_creation_input_tokens: Counter
     output_tokens: Counter
     web_search_requests: Counter
+    estimated_cost: Counter
     errors: Counter
     retries: Counter
     in_flight: Gauge
@@ -205,6 +206,18 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> ClientMe
             "anthropic_client_web_search_requests",
             "Server-side web searches, from usage.server_tool_use.web_search_requests of POST "
             "/v1/messages responses" + _STREAM_USAGE,
+            model_tier,
+            registry=registry,
+        ),
+        estimated_cost=Counter(
+            "anthropic_client_estimated_cost_usd",
+            "Estimated cost in US dollars of POST /v1/messages responses: each response's usage "
+            "(usage.input_tokens, cache reads, cache writes by TTL, output_tokens, "
+            "server_tool_use.web_search_requests) priced by the client middleware with the price "
+            "table of the exporter's estimate (or the one passed to instrument), at the rates in force "
+            "when the request was sent, at the request's own prompt-length band, usage.inference_geo "
+            "and usage.speed. A response the table cannot price (unknown model, a tier without a "
+            "published price) adds nothing" + _STREAM_USAGE,
             model_tier,
             registry=registry,
         ),

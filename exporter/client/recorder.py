@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -50,6 +51,7 @@ from exporter.client.metrics import ClientMetrics, client_metrics
 from exporter.client.model_scan import BODY_SCAN_LIMIT, scan_body
 from exporter.client.request_log import RequestLog, RequestLogClosed, RequestRow
 from exporter.client.sse import SSE_LINE_LIMIT, SSEParser, overlay_usage
+from exporter.pricing import PriceTable, Unpriced, default_table
 
 # Names that moved to the modules above stay importable from here.
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "error_type_for_exception",
     "operation_for_path",
     "overlay_usage",
+    "price_usage",
     "request_hint",
     "scan_body",
     "token_figures",
@@ -150,17 +153,55 @@ def token_figures(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int, in
     )
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def price_usage(
+    prices: PriceTable, model: str, usage: Mapping[str, Any], tokens: tuple[int, int, int, int, int, int], at: float
+) -> Decimal | Unpriced:
+    """One response's usage priced: at its own prompt length, ``inference_geo``, ``speed`` and tier.
+
+    ``tokens`` are its :func:`token_figures`; ``at`` is when the request was sent (Unix time).
+    A usage without ``service_tier``, ``inference_geo`` or ``speed`` is priced as the table
+    prices a row without them (standard tier, no data-residency multiplier, standard speed).
+    """
+    uncached, read, c5m, c1h, output, web = tokens
+    return prices.price(
+        model,
+        at=at,
+        input=uncached,
+        cache_read=read,
+        cache_write_5m=c5m,
+        cache_write_1h=c1h,
+        output=output,
+        web_searches=web,
+        service_tier=_text(usage.get("service_tier")),
+        inference_geo=_text(usage.get("inference_geo")),
+        speed=_text(usage.get("speed")),
+        prompt_tokens=uncached + read + c5m + c1h,
+    )
+
+
+# Distinct (model, reason) pairs whose missing price is logged at WARNING (later ones at DEBUG).
+_UNPRICED_WARNINGS = 100
+
+
 class Recorder:
     """Records HTTP attempts to the Anthropic API into metrics and, optionally, the request log.
 
     One recorder can serve any number of transports, sync and async. ``registry=None`` is
     prometheus_client's default ``REGISTRY``; ``request_log`` is a path or a
-    :class:`RequestLog`; ``buckets`` replaces both histograms' default buckets. ``clock`` (a
-    monotonic clock) and ``wall_clock`` (Unix time) can be replaced in tests.
+    :class:`RequestLog`; ``buckets`` replaces both histograms' default buckets. ``prices`` is
+    the price table each response's usage is priced with (default: the one shipped with the
+    exporter, ``exporter.pricing.default_table()``; pass one with overrides or a discount, e.g.
+    from ``exporter.pricing.parse_pricing``). ``clock`` (a monotonic clock) and ``wall_clock``
+    (Unix time) can be replaced in tests.
 
     A response dropped without being closed or read to its end (an abandoned stream) is
-    recorded when the recorder is next used, i.e. on the next request, or at :meth:`close`:
-    the finalizer that notices it must not record (see the module docstring).
+    recorded when the recorder is next used, i.e. on the next request, when a transport using
+    it is closed, or at :meth:`close`: the finalizer that notices it must not record (see the
+    module docstring).
     """
 
     def __init__(
@@ -169,11 +210,14 @@ class Recorder:
         request_log: RequestLog | str | os.PathLike[str] | None = None,
         buckets: list[float] | tuple[float, ...] | None = None,
         *,
+        prices: PriceTable | None = None,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         gc_guard.install()  # before any attempt can be closed by a finalizer
         self.metrics: ClientMetrics = client_metrics(registry, buckets)
+        # Read here, not on the first response: parsing the table must not delay a request.
+        self.prices: PriceTable = default_table() if prices is None else prices
         self._owns_request_log = request_log is not None and not isinstance(request_log, RequestLog)
         if request_log is not None and not isinstance(request_log, RequestLog):
             request_log = RequestLog(request_log)
@@ -183,6 +227,7 @@ class Recorder:
         self.clock = clock
         self.wall_clock = wall_clock
         self._warned: set[str] = set()
+        self._unpriced_warned: set[tuple[str, str]] = set()
         self._warned_lock = threading.Lock()
         self._request_log_refused = False
         # Attempts handed over by finalizers; SimpleQueue.put is safe there (no Python lock).
@@ -221,6 +266,24 @@ class Recorder:
         if not self._request_log_refused:
             self._request_log_refused = True
             log.debug("the request log is closed; rows of later attempts are not written")
+
+    def unpriced(self, model: str, why: Unpriced) -> None:
+        """A response whose usage the price table cannot price: log it, once per model and reason."""
+        key = (model, why.reason)
+        with self._warned_lock:
+            first = key not in self._unpriced_warned and len(self._unpriced_warned) < _UNPRICED_WARNINGS
+            if first:
+                self._unpriced_warned.add(key)
+        if first:
+            log.warning(
+                "no price for a response of model %r (%s): its cost is left out of "
+                "anthropic_client_estimated_cost_usd_total and its request-log row has no "
+                "estimated_cost_usd (further ones are logged at DEBUG)",
+                model,
+                why.detail,
+            )
+        else:
+            log.debug("no price for a response of model %r: %s", model, why.detail)
 
     def failed(self, stage: str, exc: BaseException) -> None:
         """Count a recording failure; log the first of each stage with its traceback."""
@@ -458,6 +521,22 @@ class Attempt:
                     return usage, None
         return None, None
 
+    def _price(self, usage: Mapping[str, Any], tokens: tuple[int, int, int, int, int, int], tier: str) -> float | None:
+        """Price the usage once, now that it is final; count it. ``None`` when it has no price."""
+        recorder = self.recorder
+        try:
+            priced = price_usage(recorder.prices, self.model, usage, tokens, self.started_at)
+            if isinstance(priced, Unpriced):
+                recorder.unpriced(self.model, priced)
+                return None
+            cost = float(priced)
+            metrics = recorder.metrics
+            metrics.child(metrics.estimated_cost, self.model, tier).inc(cost)
+            return cost
+        except Exception as exc:  # the tokens are counted; the row is still written
+            recorder.failed("record", exc)
+            return None
+
     def _record(self, end: float) -> None:
         recorder = self.recorder
         metrics = recorder.metrics
@@ -486,6 +565,8 @@ class Attempt:
 
         tokens = (0, 0, 0, 0, 0, 0)
         service_tier = None
+        # The log row's cost: nothing billed is 0; None when billed but not priced (unknown).
+        cost: float | None = 0.0
         if usage is not None and operation == "messages":
             tokens = token_figures(usage)
             service_tier = label(usage.get("service_tier"))
@@ -496,6 +577,9 @@ class Attempt:
             child(metrics.cache_creation_input_tokens, model, service_tier, "1h").inc(c1h)
             child(metrics.output_tokens, model, service_tier).inc(output)
             child(metrics.web_search_requests, model, service_tier).inc(web)
+            cost = self._price(usage, tokens, service_tier)
+        elif operation == "messages" and 200 <= self._status < 300:
+            cost = None  # a reply whose usage was never read (a stream cut before message_start)
 
         request_log = recorder.request_log
         if request_log is None:
@@ -515,6 +599,7 @@ class Attempt:
                 service_tier,
                 self.retry_count,
                 self.workspace_id,
+                cost,
             )
             if not request_log.submit(row):
                 metrics.request_log_dropped.inc()  # the queue was full

@@ -20,8 +20,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import NamedTuple
+
+from exporter.timeutil import format_unix
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("service_tier", "TEXT"),
     ("retry_count", "INTEGER NOT NULL"),
     ("workspace_id", "TEXT"),
+    # Added later: files written before it get it by ALTER TABLE (NULL in their old rows).
+    ("estimated_cost_usd", "REAL"),  # NULL: billed but not priced (unknown model, flex tier, ...)
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
 
@@ -86,12 +89,28 @@ class RequestRow(NamedTuple):
     service_tier: str | None
     retry_count: int
     workspace_id: str | None
+    estimated_cost_usd: float | None = None  # USD; 0 when nothing was billed, None when unpriced
 
 
 def format_time(unix: float) -> str:
     """UTC RFC 3339 with milliseconds, e.g. ``2026-08-21T09:15:02.123Z`` (sorts as text)."""
-    moment = datetime.fromtimestamp(unix, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return format_unix(unix, fraction="ms")
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to :data:`COLUMNS` (new columns are nullable).
+
+    Several processes may do this at once: a column another one added meanwhile is fine.
+    """
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
+    for name, kind in COLUMNS:
+        if name in have:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def connect(path: str | os.PathLike[str], *, timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
@@ -106,6 +125,7 @@ def connect(path: str | os.PathLike[str], *, timeout_ms: int = BUSY_TIMEOUT_MS) 
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, fast commits
             for statement in _SCHEMA:
                 conn.execute(statement)
+            _add_missing_columns(conn)
             return conn
         except sqlite3.OperationalError as exc:
             conn.close()

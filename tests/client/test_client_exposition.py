@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from exporter.client import InstrumentedTransport, Recorder
+from exporter.pricing import ModelPrices, Rates, default_table
 
 USAGE = {
     "input_tokens": 10,
@@ -58,7 +60,10 @@ def test_one_attempt_exposition(http_lib: Any) -> None:
         clock.now += 0.5  # the API takes half a second
         return http_lib.Response(200, headers=HEADERS, stream=http_lib.ByteStream(body))
 
-    recorder = Recorder(registry, clock=clock)
+    # A table that prices the golden model: $1 / $5 per million, the published cache multiples.
+    rates = Rates(Decimal(1), Decimal("1.25"), Decimal(2), Decimal("0.1"), Decimal(5))
+    prices = default_table().with_overrides([ModelPrices("claude-golden", "Golden", ((None, rates),))], Decimal(0))
+    recorder = Recorder(registry, clock=clock, prices=prices)
     transport = InstrumentedTransport(http_lib.MockTransport(answer), recorder)
     with http_lib.Client(transport=transport) as client:
         response = client.post(
@@ -118,6 +123,10 @@ anthropic_client_output_tokens_created{model="claude-golden",service_tier="stand
 # TYPE anthropic_client_web_search_requests counter
 anthropic_client_web_search_requests_total{model="claude-golden",service_tier="standard"} 1.0
 anthropic_client_web_search_requests_created{model="claude-golden",service_tier="standard"} <created>
+# HELP anthropic_client_estimated_cost_usd Estimated cost in US dollars of POST /v1/messages responses: each response's usage (usage.input_tokens, cache reads, cache writes by TTL, output_tokens, server_tool_use.web_search_requests) priced by the client middleware with the price table of the exporter's estimate (or the one passed to instrument), at the rates in force when the request was sent, at the request's own prompt-length band, usage.inference_geo and usage.speed. A response the table cannot price (unknown model, a tier without a published price) adds nothing (a stream: message_start's usage overlaid by the last message_delta's).
+# TYPE anthropic_client_estimated_cost_usd counter
+anthropic_client_estimated_cost_usd_total{model="claude-golden",service_tier="standard"} 0.01004695
+anthropic_client_estimated_cost_usd_created{model="claude-golden",service_tier="standard"} <created>
 # HELP anthropic_client_errors Failed HTTP attempts to the Anthropic API, by error.type of the error response's body (by its HTTP status when the body was not read), or of an error event inside a POST /v1/messages stream; connection_error or timeout when no response arrived.
 # TYPE anthropic_client_errors counter
 # HELP anthropic_client_retries HTTP attempts to the Anthropic API that were SDK retries, from the request header x-stainless-retry-count (above 0).
@@ -174,6 +183,7 @@ def test_label_names_in_the_contract_order() -> None:
         metrics.cache_creation_input_tokens: (*model_tier, "cache_ttl"),
         metrics.output_tokens: model_tier,
         metrics.web_search_requests: model_tier,
+        metrics.estimated_cost: model_tier,
         metrics.errors: ("model", "operation", "error_type"),
         metrics.retries: ("model", "operation"),
         metrics.in_flight: ("operation",),

@@ -46,6 +46,7 @@ def row(started_at: float = NOW, request_id: str = "req_1", **fields: Any) -> Re
         service_tier="standard",
         retry_count=0,
         workspace_id="wrkspc_1",
+        estimated_cost_usd=0.0125,
     )
     values.update(fields)
     return RequestRow(**values)
@@ -93,6 +94,7 @@ def test_rows_are_written_in_wal_mode(tmp_path: Path) -> None:
         "service_tier": "standard",
         "retry_count": 0,
         "workspace_id": "wrkspc_1",
+        "estimated_cost_usd": 0.0125,
     }
     assert (got[1]["stream"], got[1]["ttft_ms"], got[1]["start_time"]) == (1, 12.5, "2030-03-17T17:46:41.500Z")
     conn = sqlite3.connect(path)

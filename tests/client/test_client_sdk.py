@@ -302,6 +302,28 @@ def test_abandoned_stream_collected_under_a_held_lock(
     assert sorted(rows.fetchall()) == [("count_tokens", 0), ("messages", 1)]
 
 
+def test_an_abandoned_stream_is_recorded_when_the_client_is_closed(
+    sim: SimulatorServer, registry: CollectorRegistry, value: Value, tmp_path: Path
+) -> None:
+    """No next request: closing the SDK client (its transport) records the dropped stream."""
+    log = RequestLog(tmp_path / "requests.sqlite3")
+    client = instrument(anthropic.Anthropic(api_key=KEY, base_url=sim.url), registry=registry, request_log=log)
+    stream = client.messages.create(model=MODEL, stream=True, **ask("abandon me"))
+    next(iter(stream))
+    cycle: list[Any] = [stream]
+    cycle.append(cycle)  # only the garbage collector frees it (and its response), on either SDK line
+    del stream, cycle
+    gc.collect()  # finalized during a collection: only queued, as it must be
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 1
+    assert duration_count(value, stream="true") is None
+    client.close()
+    assert value("anthropic_client_in_flight_requests", operation="messages") == 0
+    assert duration_count(value, stream="true") == 1
+    log.close()
+    rows = sqlite3.connect(tmp_path / "requests.sqlite3").execute("SELECT model, stream, status_code FROM requests")
+    assert rows.fetchall() == [(MODEL, 1, "200")]
+
+
 def test_request_log_rows_match_request_ids(sim: SimulatorServer, registry: CollectorRegistry, tmp_path: Path) -> None:
     log = RequestLog(tmp_path / "requests.sqlite3")
     client = instrument(
