@@ -38,16 +38,16 @@ def main(argv: list[str] | None = None) -> int:
                                  rate_limits_shape=args.rate_limits_shape).start()
     except OSError as error:
         parser.exit(2, f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {error}\n")
-    print(f"Simulator listening on {server.url}", flush=True)
-    print(f"Admin key: {ADMIN_KEY}", flush=True)
-    fault = '{"path_prefix": "/v1/organizations", "fault": "429", "times": 3, "retry_after": 2}'
-    print(f"Inject a fault: curl -X POST {server.url}/_simulator/faults -d '{fault}'", flush=True)
-    spike = '{"workspace": "Production", "minutes": 60, "factor": 20}'
-    print(f"Spike spend: curl -X POST {server.url}/_simulator/spikes -d '{spike}'", flush=True)
-    if org.cost_skew:
-        shown = ", ".join(f"{selector}={factor}" for selector, factor in org.cost_skew.items())
-        print(f"Token cost billed at the price table times: {shown}", flush=True)
-    try:
+    try:  # from here on, Ctrl-C stops the server and exits 0
+        print(f"Simulator listening on {server.url}", flush=True)
+        print(f"Admin key: {ADMIN_KEY}", flush=True)
+        fault = '{"path_prefix": "/v1/organizations", "fault": "429", "times": 3, "retry_after": 2}'
+        print(f"Inject a fault: curl -X POST {server.url}/_simulator/faults -d '{fault}'", flush=True)
+        spike = '{"workspace": "Production", "minutes": 60, "factor": 25}'
+        print(f"Spike spend: curl -X POST {server.url}/_simulator/spikes -d '{spike}'", flush=True)
+        if org.cost_skew:
+            shown = ", ".join(f"{selector}={factor}" for selector, factor in org.cost_skew.items())
+            print(f"Token cost billed at the price table times: {shown}", flush=True)
         threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         pass
