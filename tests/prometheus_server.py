@@ -20,16 +20,21 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    """A real ``prometheus`` with a temporary data dir, scraping ``targets`` every second."""
+    """A real ``prometheus`` with a temporary data dir, scraping ``targets`` every second.
 
-    def __init__(self, targets: list[str], rule_files: list[str] | None = None, extra_flags: list[str] | None = None):
+    ``scrape_configs`` replaces the one job over ``targets``, e.g. for jobs with ``scheme: https``,
+    a ``tls_config`` and ``basic_auth``.
+    """
+
+    def __init__(self, targets: list[str], rule_files: list[str] | None = None, extra_flags: list[str] | None = None,
+                 scrape_configs: list[dict] | None = None):
         binary = shutil.which("prometheus")
         assert binary, "prometheus is missing: install Debian's prometheus package (.ci/run does)"
         self.dir = Path(tempfile.mkdtemp(prefix="prometheus-test-"))
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": rule_files or [],
-            "scrape_configs": [{"job_name": "anthropic", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": scrape_configs or [{"job_name": "anthropic", "static_configs": [{"targets": targets}]}],
         }
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.port = free_port()
@@ -49,6 +54,11 @@ class PrometheusServer:
         body = response.json()
         assert body.get("status") == "success", f"{promql}: {body}"
         return body["data"]["result"]
+
+    def targets(self) -> list[dict]:
+        """The active targets, with their health and last scrape error."""
+        response = requests.get(self.url + "/api/v1/targets", timeout=10)
+        return response.json()["data"]["activeTargets"]
 
     def wait_for(self, promql: str, timeout: float = 60) -> list[dict]:
         result: list[dict] = []
