@@ -1,5 +1,8 @@
-"""HTTP endpoints: landing page, metrics, /-/healthy, /-/ready and /-/reload, with the web config's
-TLS and basic auth, and bounds on slow clients, concurrent scrapes and request headers."""
+"""HTTP endpoints (landing page, metrics, /-/healthy, /-/ready, /-/reload), TLS and auth, bounded serving.
+
+The web config brings TLS and basic auth; slow clients, concurrent scrapes and request headers
+are bounded.
+"""
 
 from __future__ import annotations
 
@@ -146,11 +149,12 @@ class _HeaderBudget:
         self.limit = limit
 
     def readline(self, size: int = -1) -> bytes:
-        line = self.rfile.readline(self.budget + 1 if size < 0 else min(size, self.budget + 1))
-        self.budget -= len(line)
-        if self.budget < 0:
-            raise http.client.HTTPException(f"request headers larger than {self.limit} bytes")
-        return line
+        if self.budget >= 0:  # else the request line alone spent it
+            line = self.rfile.readline(self.budget + 1 if size < 0 else min(size, self.budget + 1))
+            self.budget -= len(line)
+            if self.budget >= 0:
+                return line
+        raise http.client.HTTPException(f"request headers larger than {self.limit} bytes")
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,10 +1,10 @@
-"""Web configuration (``--web.config.file``): TLS, basic auth and extra response headers, in the
-exporter-toolkit format that node_exporter and blackbox_exporter read.
+"""Web configuration (``--web.config.file``): TLS, basic auth and response headers, in exporter-toolkit's format.
 
-The file is parsed strictly, every problem reported at once with its path. A running server asks
-``WebConfigWatcher.current()`` on every connection and request; the file and the certificate
-files it names are read again only when one of them changed, and a version that does not load
-is logged and skipped, so the last good one stays in force.
+The format is the one node_exporter and blackbox_exporter read. The file is parsed strictly,
+every problem reported at once with its path. A running server asks ``WebConfigWatcher.current()``
+on every connection and request; the file and the certificate files it names are read again only
+when one of them changed, and a version that does not load is logged and skipped, so the last
+good one stays in force.
 """
 
 from __future__ import annotations

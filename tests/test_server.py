@@ -269,6 +269,7 @@ def test_request_headers_are_capped(bounded):
     assert response.status_code == 431
     many = {f"X-Padding-{i}": "x" * 100 for i in range(80)}  # each line short, together too much
     assert requests.get(url, headers=many, timeout=5).status_code == 431
+    assert requests.get(url + "?" + "x" * 9000, timeout=5).status_code == 431  # the request line counts too
 
 
 def test_reload_endpoint(bounded):
