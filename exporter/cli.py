@@ -188,7 +188,10 @@ def _serve(args: argparse.Namespace, address: tuple[str, int], runtime: Runtime,
     shown = "localhost" if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     log.info("listening", extra={"address": f"{host}:{port}",
                                  "url": f"http://{shown}:{port}/", "version": __version__})
-    stop.wait()
+    # Wake now and then: a signal delivered to another thread runs its Python handler only when
+    # the main thread runs again, and an untimed wait may never return to let it.
+    while not stop.wait(0.5):
+        pass
     log.info("shutting down")
     runtime.stop()
     server.shutdown()
