@@ -7,6 +7,7 @@ Usage::
 
     client = instrument(anthropic.Anthropic())            # or anthropic.AsyncAnthropic()
     client = instrument(anthropic.Anthropic(), request_log="requests.sqlite3")
+    client = instrument(anthropic.Anthropic(), log_sink=True)  # rows as JSON log lines
 
 The application's own ``/metrics`` then carries ``anthropic_client_*`` (metrics.md section 2):
 one observation per HTTP attempt, so the SDK's retries are seen, streams included.
@@ -43,14 +44,15 @@ service_tier}`` and the request log's ``estimated_cost_usd``. A usage the table 
 the counter and leaves the log row's cost NULL, and is logged once per model and reason at
 WARNING: never counted as $0.
 
-The model label. For SDKs with ``middleware=`` (0.108 and later) the returned client is
-``client.with_options(middleware=[..., hint])``: a tiny middleware that hands the request's
-``model`` to the transport (through a context variable, in the same thread or task), because
-the SDK writes ``model`` after ``messages``, possibly megabytes into the body. Without the hint
-(the client object passed in, an older SDK, a plain httpx client), ``model`` comes from a scan
-of the body's first 4 KiB that tracks nesting (cost bounded whatever the body's size). It is
-``unknown`` when the body is not JSON, is a stream, or names no top-level model within those
-4 KiB.
+The model label. For SDKs with ``middleware=`` (0.108 and later) ``instrument`` adds a tiny
+middleware to the client itself (so the client passed in is the one returned, and copies made
+from it later carry it): it hands the request's ``model`` to the transport (through a context
+variable, in the same thread or task), because the SDK writes ``model`` after ``messages``,
+possibly megabytes into the body. Without the hint (a ``with_options`` copy made before
+``instrument``, an older SDK, a plain httpx client), ``model`` comes from a scan of the body's
+first 4 KiB that tracks nesting (cost bounded whatever the body's size). It is ``unknown``
+when the body is not JSON, is a stream, or names no top-level model within those 4 KiB; the
+first Messages request recorded so is logged at WARNING.
 
 Plain httpx / httpx2 clients: ``instrument(httpx.Client())`` works too, or compose the
 wrapper yourself: ``httpx.Client(transport=InstrumentedTransport(httpx.HTTPTransport(),
@@ -62,7 +64,8 @@ gauge uses ``livesum`` (the sum over live processes; call ``mark_process_dead`` 
 workers as usual), the rate-limit gauges ``mostrecent`` (the newest value written by any
 process). Exemplars are not supported by prometheus_client in multiprocess mode: there the
 duration histogram carries no ``request_id`` exemplar. The request log may be shared by all
-the processes (one SQLite file in WAL mode).
+the processes (one SQLite file in WAL mode), or go as JSON lines through ``logging``
+(``log_sink``) to a fleet's log pipeline: see ``request_log.py``.
 
 Instrumentation never changes what the caller gets: a failure inside recording is counted in
 ``anthropic_client_instrumentation_errors_total{stage}`` and logged once per stage.

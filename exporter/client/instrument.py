@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -78,16 +79,24 @@ def instrument(
     request_log: RequestLog | str | os.PathLike[str] | None = None,
     buckets: Sequence[float] | None = None,
     *,
+    log_sink: bool | str | logging.Logger = False,
     prices: PriceTable | None = None,
 ) -> C:
     """Record every HTTP attempt of ``client`` into ``registry`` (and ``request_log``).
 
     ``client`` is an ``anthropic.Anthropic`` / ``AsyncAnthropic`` (either SDK line), or an
     ``httpx`` / ``httpx2`` ``Client`` / ``AsyncClient``. Its HTTP client's transports are
-    wrapped in place, so copies made with ``with_options`` share the instrumentation. Use the
-    returned client: for an SDK client it is ``client.with_options(middleware=[...])``, with a
-    middleware that gives the transport the request's model without searching the body.
-    Instrumenting a client again replaces its recorder.
+    wrapped in place, so copies made with ``with_options`` share the instrumentation. The SDK
+    middleware that gives the transport the request's model (without searching the body) is
+    added to the client itself too, so the client passed in is the one returned, and copies
+    made from it later carry it. Only where the SDK does not allow that is a copy returned
+    (``client.with_options(middleware=[...])``); a request that goes out without the model
+    then is labelled ``unknown`` and logged once. Instrumenting a client again replaces its
+    recorder.
+
+    ``request_log``: a SQLite file (path) or a :class:`RequestLog`. ``log_sink``: also (or,
+    without ``request_log``, only) send each row as a JSON object through ``logging``
+    (``True``: the logger ``anthropic_usage_exporter.requests``; or a logger name or object).
 
     ``prices``: the price table that ``anthropic_client_estimated_cost_usd_total`` and the
     request log's ``estimated_cost_usd`` use (default: the table shipped with the exporter; for
@@ -97,6 +106,7 @@ def instrument(
         registry=registry,
         request_log=request_log,
         buckets=None if buckets is None else tuple(buckets),
+        log_sink=log_sink,
         prices=prices,
     )
     if _is_http_client(client):
@@ -112,7 +122,23 @@ def instrument(
     if middleware is None or not hasattr(client, "with_options"):
         return client  # an SDK before middleware (< 0.108): the transport scans the body
     hint_type = _AsyncModelHint if is_async else _ModelHint
-    if any(isinstance(m, hint_type) for m in middleware):
+    if any(isinstance(m, hint_type) for m in middleware) or _add_in_place(client, hint_type()):
         return client
     result: C = client.with_options(middleware=[*middleware, hint_type()])
     return result
+
+
+def _add_in_place(client: Any, hint: Any) -> bool:
+    """Append ``hint`` to the SDK client's own middleware, innermost; ``False`` if this SDK's
+    client does not keep it the way 0.108 to 2.x do (a tuple, and a chain built from it)."""
+    current = getattr(client, "_middleware", None)
+    build = getattr(client, "_build_middleware_chain", None)
+    if not isinstance(current, tuple) or not callable(build) or not hasattr(client, "_middleware_chain"):
+        return False
+    client._middleware = (*current, hint)
+    try:
+        client._middleware_chain = build()
+    except Exception:
+        client._middleware = current
+        return False
+    return True

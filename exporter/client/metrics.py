@@ -13,6 +13,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from exporter.client.request_log import ERROR_REASONS, error_reason
+
 # The OpenTelemetry GenAI boundaries, extended for long streams (metrics.md section 2).
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.01,
@@ -73,6 +75,7 @@ class ClientMetrics:
     ratelimit_reset: Gauge
     instrumentation_errors: Counter
     request_log_dropped: Counter
+    request_log_errors: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def child(self, metric: Any, *labels: str) -> Any:
@@ -86,9 +89,11 @@ class ClientMetrics:
             return child
 
     def log_write_failed(self, exc: BaseException) -> None:
-        """Listener for a RequestLog: count a batch of rows its writer could not write."""
+        """Listener for a RequestLog: count a batch of rows its writer could not write, by cause."""
         with contextlib.suppress(Exception):
             self.instrumentation_errors.labels("log_write").inc()
+        with contextlib.suppress(Exception):
+            self.request_log_errors.labels(error_reason(exc)).inc()
 
     def ratelimit_gauge(self, model: str, header: str) -> tuple[Any, Callable[[str], float]] | None:
         """The gauge a rate-limit response header sets for ``model`` and how to parse its value.
@@ -281,7 +286,18 @@ def _create(registry: CollectorRegistry, buckets: tuple[float, ...]) -> ClientMe
             "client middleware, not read from the API).",
             registry=registry,
         ),
+        request_log_errors=Counter(
+            "anthropic_client_request_log_errors",
+            "Writes of the per-request log's SQLite file that failed (one per batch of rows, "
+            "whose rows are lost), by cause from SQLite's result code: disk_full (SQLITE_FULL), "
+            "locked (SQLITE_BUSY, SQLITE_LOCKED), io (SQLITE_IOERR), other (counted by the client "
+            "middleware, not read from the API).",
+            ["reason"],
+            registry=registry,
+        ),
     )
     for stage in STAGES:
         metrics.instrumentation_errors.labels(stage)
+    for reason in ERROR_REASONS:
+        metrics.request_log_errors.labels(reason)
     return metrics

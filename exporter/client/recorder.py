@@ -192,7 +192,9 @@ class Recorder:
 
     One recorder can serve any number of transports, sync and async. ``registry=None`` is
     prometheus_client's default ``REGISTRY``; ``request_log`` is a path or a
-    :class:`RequestLog`; ``buckets`` replaces both histograms' default buckets. ``prices`` is
+    :class:`RequestLog`; ``log_sink`` also (or, without ``request_log``, only) sends each row
+    as one JSON object to a logger (``True``: ``anthropic_usage_exporter.requests``; a logger
+    name or a ``logging.Logger``); ``buckets`` replaces both histograms' default buckets. ``prices`` is
     the price table each response's usage is priced with (default: the one shipped with the
     exporter, ``exporter.pricing.default_table()``; pass one with overrides or a discount, e.g.
     from ``exporter.pricing.parse_pricing``). ``clock`` (a monotonic clock) and ``wall_clock``
@@ -210,26 +212,34 @@ class Recorder:
         request_log: RequestLog | str | os.PathLike[str] | None = None,
         buckets: list[float] | tuple[float, ...] | None = None,
         *,
+        log_sink: bool | str | logging.Logger = False,
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        if isinstance(request_log, RequestLog) and log_sink is not False:
+            raise ValueError("request_log is a RequestLog already: give it logger= rather than log_sink=")
         gc_guard.install()  # before any attempt can be closed by a finalizer
         self.metrics: ClientMetrics = client_metrics(registry, buckets)
         # Read here, not on the first response: parsing the table must not delay a request.
         self.prices: PriceTable = default_table() if prices is None else prices
-        self._owns_request_log = request_log is not None and not isinstance(request_log, RequestLog)
-        if request_log is not None and not isinstance(request_log, RequestLog):
-            request_log = RequestLog(request_log)
-        self.request_log: RequestLog | None = request_log
-        if request_log is not None:  # (the log warns about failed writes itself)
-            request_log.add_write_error_listener(self.metrics.log_write_failed)
+        self._owns_request_log = False
+        if isinstance(request_log, RequestLog):
+            self.request_log: RequestLog | None = request_log
+        elif request_log is not None or log_sink is not False:
+            self.request_log = RequestLog(request_log, logger=log_sink)
+            self._owns_request_log = True
+        else:
+            self.request_log = None
+        if self.request_log is not None:  # (the log warns about failed writes itself)
+            self.request_log.add_write_error_listener(self.metrics.log_write_failed)
         self.clock = clock
         self.wall_clock = wall_clock
         self._warned: set[str] = set()
         self._unpriced_warned: set[tuple[str, str]] = set()
         self._warned_lock = threading.Lock()
         self._request_log_refused = False
+        self._unlabelled_warned = False
         # Attempts handed over by finalizers; SimpleQueue.put is safe there (no Python lock).
         self.abandoned_attempts: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
 
@@ -267,11 +277,29 @@ class Recorder:
             self._request_log_refused = True
             log.debug("the request log is closed; rows of later attempts are not written")
 
+    def unlabelled(self, operation: str) -> None:
+        """A Messages request whose model the transport could not tell: say why, once."""
+        with self._warned_lock:
+            first = not self._unlabelled_warned
+            self._unlabelled_warned = True
+        if first:
+            log.warning(
+                "a %s request was recorded with model=%r: no model hint reached the transport "
+                "(a client other than the one instrument() returned, e.g. a with_options copy "
+                "made before instrument(), or an SDK without middleware) and the body names no "
+                "model within its first %d bytes; its cost cannot be priced either "
+                "(logged once)",
+                operation,
+                UNKNOWN,
+                BODY_SCAN_LIMIT,
+            )
+
     def unpriced(self, model: str, why: Unpriced) -> None:
         """A response whose usage the price table cannot price: log it, once per model and reason."""
         key = (model, why.reason)
-        with self._warned_lock:
-            first = key not in self._unpriced_warned and len(self._unpriced_warned) < _UNPRICED_WARNINGS
+        with self._warned_lock:  # (an unknown model was warned about as unlabelled already)
+            known = len(self._unpriced_warned)
+            first = model != UNKNOWN and key not in self._unpriced_warned and known < _UNPRICED_WARNINGS
             if first:
                 self._unpriced_warned.add(key)
         if first:
@@ -322,6 +350,8 @@ class Attempt:
             stream = scanned_stream if stream is None else stream
         self.model = label(model)
         self.stream = stream
+        if model is None and self.operation in ("messages", "count_tokens"):
+            recorder.unlabelled(self.operation)
         headers = request.headers
         try:
             self.retry_count = max(0, int(headers.get("x-stainless-retry-count", 0)))

@@ -1,17 +1,30 @@
-"""The per-request log (metrics.md section 3): one SQLite row per HTTP attempt, written off-thread.
+"""The per-request log (metrics.md section 3): one row per HTTP attempt, written off-thread,
+to a SQLite file, to a structured-log sink (one JSON object per attempt through ``logging``), or
+to both.
 
 The request path only puts a row into a bounded queue (``submit``) and never waits: when the
 queue is full the row is dropped and counted; after ``close`` it is refused. A daemon thread
 drains the queue in batches, each one short ``BEGIN IMMEDIATE`` transaction, so several
-threads and several processes can share one file (WAL mode, ``busy_timeout``). Retention by
-age and by row count runs in the writer now and then. After a ``fork`` the child starts its
-own writer and connection on its first row (gunicorn with ``preload_app``).
+threads and several processes can share one file (WAL mode, ``busy_timeout``). After a
+``fork`` the child starts its own writer and connection on its first row (gunicorn with
+``preload_app``).
+
+A safe file. It is created readable by its owner only (0600; SQLite gives its ``-wal`` and
+``-shm`` files the same mode). Retention by age and by row count runs in the writer now and
+then, whether or not the writes succeed (at once after a write that found the disk full), and
+the file does not grow without bound: a new file uses incremental auto-vacuum, and retention
+hands the pages it frees back to the file system; the write-ahead log is truncated to
+``WAL_SIZE_LIMIT`` after each checkpoint. A file created by an older version (no auto-vacuum)
+reuses its freed pages, and is converted by one ``VACUUM`` the first time retention leaves a
+quarter of it free. A failed write is classified by its SQLite error (:func:`error_reason`).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import json
 import logging
 import os
 import queue
@@ -20,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from exporter.timeutil import format_unix
 
@@ -66,6 +79,18 @@ DEFAULT_QUEUE_SIZE = 10_000
 BATCH_SIZE = 500
 RETENTION_INTERVAL_SECONDS = 60.0
 BUSY_TIMEOUT_MS = 5000
+FILE_MODE = 0o600
+# The write-ahead log is truncated to this size after a checkpoint (it grows to about 4 MiB,
+# the default checkpoint interval of 1000 pages, in between).
+WAL_SIZE_LIMIT = 1024 * 1024
+# An existing file without auto-vacuum is converted once retention has freed this share of it.
+VACUUM_FREE_SHARE = 0.25
+
+# The logger of the structured-log sink; one INFO record per attempt, its message a JSON object.
+LOGGER_NAME = "anthropic_usage_exporter.requests"
+
+# anthropic_client_request_log_errors_total{reason}: why a write failed.
+ERROR_REASONS: tuple[str, ...] = ("disk_full", "locked", "io", "other")
 
 
 class RequestRow(NamedTuple):
@@ -97,6 +122,64 @@ def format_time(unix: float) -> str:
     return format_unix(unix, fraction="ms")
 
 
+def stored(row: RequestRow) -> tuple[Any, ...]:
+    """A row's values as the file stores them, in :data:`COLUMN_NAMES` order."""
+    return (format_time(row[0]), *row[1:4], int(row[4]), *row[5:])
+
+
+def json_record(row: RequestRow) -> dict[str, Any]:
+    """A row as the structured-log sink writes it: the file's columns, ``stream`` a boolean
+    (as ``anthropic-usage-exporter requests --format jsonl`` prints a row of the file)."""
+    record = dict(zip(COLUMN_NAMES, stored(row), strict=True))
+    record["stream"] = bool(row.stream)
+    return record
+
+
+def error_reason(exc: BaseException) -> str:
+    """``disk_full``, ``locked``, ``io`` or ``other``: why writing the request log failed.
+
+    From the SQLite result code (its primary code: SQLITE_FULL, SQLITE_BUSY or SQLITE_LOCKED,
+    SQLITE_IOERR and its extended codes), else from an ``OSError``'s errno (creating the file),
+    else from SQLite's message (a Python without ``sqlite_errorcode``).
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        primary = code & 0xFF
+        if primary == sqlite3.SQLITE_FULL:
+            return "disk_full"
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return "locked"
+        if primary == sqlite3.SQLITE_IOERR:
+            return "io"
+        return "other"
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return "disk_full"
+        if exc.errno == errno.EIO:
+            return "io"
+        return "other"
+    if isinstance(exc, sqlite3.Error):
+        message = str(exc)
+        if "disk is full" in message:
+            return "disk_full"
+        if "is locked" in message:
+            return "locked"
+        if "I/O error" in message:
+            return "io"
+    return "other"
+
+
+def _create_private(path: str) -> None:
+    """Create the file readable and writable by its owner only, unless it exists already."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring a file written by an older version up to :data:`COLUMNS` (new columns are nullable).
 
@@ -114,13 +197,21 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
 
 
 def connect(path: str | os.PathLike[str], *, timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    """A connection in autocommit mode with the busy timeout set, the schema created, WAL on."""
+    """A connection in autocommit mode with the busy timeout set, the schema created, WAL on.
+
+    A new file is created mode 0600, with incremental auto-vacuum.
+    """
     deadline = time.monotonic() + timeout_ms / 1000
+    path = os.fspath(path)
+    _create_private(path)
     while True:
-        conn = sqlite3.connect(os.fspath(path), timeout=timeout_ms / 1000, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(path, timeout=timeout_ms / 1000, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+            # Takes effect only on a file without tables yet (a new one); before WAL, which
+            # writes the file's header.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, fast commits
             for statement in _SCHEMA:
@@ -175,25 +266,42 @@ def _install_process_hooks() -> None:
         _hooks_installed = True
 
 
-class RequestLog:
-    """A SQLite request log fed through a bounded queue by a background writer thread.
+def sink_logger(sink: bool | str | logging.Logger) -> logging.Logger | None:
+    """The structured-log sink's logger: ``True`` is :data:`LOGGER_NAME`, a string names one."""
+    if sink is False:
+        return None
+    logger = sink if isinstance(sink, logging.Logger) else logging.getLogger(LOGGER_NAME if sink is True else sink)
+    if logger.level == logging.NOTSET:  # asked for: not muted by a root logger left at WARNING
+        logger.setLevel(logging.INFO)
+    return logger
 
-    ``max_age_seconds`` and ``max_rows`` bound what is kept (``None``: no bound). The file is
-    created on first write. Call :meth:`close` (also run at interpreter exit for every log
-    still open) to write what is still queued.
+
+class RequestLog:
+    """A request log fed through a bounded queue by a background writer thread.
+
+    ``path``: the SQLite file (``None``: none). ``logger``: also (or only) emit each row as one
+    INFO record whose message is a JSON object of the same fields (``True``: the logger
+    :data:`LOGGER_NAME`; a name or a ``logging.Logger``). ``max_age_seconds`` and ``max_rows``
+    bound what the file keeps (``None``: no bound). The file is created on first write. Call
+    :meth:`close` (also run at interpreter exit for every log still open) to write what is
+    still queued.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None,
         *,
+        logger: bool | str | logging.Logger = False,
         max_age_seconds: float | None = DEFAULT_MAX_AGE_SECONDS,
         max_rows: int | None = DEFAULT_MAX_ROWS,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         retention_interval: float = RETENTION_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = os.fspath(path)
+        if path is None and logger is False:
+            raise ValueError("a RequestLog needs a path, a logger, or both")
+        self.path = None if path is None else os.fspath(path)
+        self.logger = sink_logger(logger)
         self.max_age_seconds = max_age_seconds
         self.max_rows = max_rows
         self.queue_size = queue_size
@@ -201,7 +309,8 @@ class RequestLog:
         self._clock = clock
         self.dropped = 0  # rows dropped because the queue was full
         self.write_errors = 0  # batches that could not be written
-        self.prune_errors = 0  # retention runs that failed (the rows were written)
+        self.prune_errors = 0  # retention runs that failed
+        self.vacuumed = False  # an older file converted to incremental auto-vacuum here
         self._error_listeners: list[Callable[[BaseException], None]] = []
         self._closed = False
         self._reset()
@@ -219,6 +328,8 @@ class RequestLog:
         self._pid = -1  # the process whose writer thread runs
 
     def __repr__(self) -> str:
+        if self.logger is not None:
+            return f"RequestLog({self.path!r}, logger={self.logger.name!r})"
         return f"RequestLog({self.path!r})"
 
     def add_write_error_listener(self, listener: Callable[[BaseException], None]) -> None:
@@ -296,19 +407,25 @@ class RequestLog:
                 else:
                     batch.append(item)
             try:
-                if batch:
-                    if conn is None:
-                        conn = connect(self.path)
-                    self._write(conn, batch)
+                if batch and self.logger is not None:
+                    self._emit(self.logger, batch)
+                if batch and self.path is not None:
+                    reason = None
+                    try:
+                        if conn is None:
+                            conn = connect(self.path)
+                        self._write(conn, batch)
+                    except Exception as exc:  # the rows are lost; the application goes on
+                        reason = self._write_failed(exc)
+                        if conn is not None:
+                            conn.close()
+                            conn = None
+                    # Retention whether or not the write succeeded; at once when the disk is
+                    # full, since it may free the pages the next write needs.
                     now = time.monotonic()
-                    if now >= next_retention:
+                    if now >= next_retention or reason == "disk_full":
                         next_retention = now + self.retention_interval
-                        self._prune_in_writer(conn)
-            except Exception as exc:  # the rows are lost; the application goes on
-                self._write_failed(exc)
-                if conn is not None:
-                    conn.close()
-                    conn = None
+                        conn = self._prune_in_writer(conn)
             finally:
                 with self._idle:
                     self._pending -= len(batch)
@@ -318,8 +435,17 @@ class RequestLog:
         if conn is not None:
             conn.close()
 
+    def _emit(self, logger: logging.Logger, batch: list[RequestRow]) -> None:
+        """The rows to the structured-log sink, one JSON object each."""
+        for row in batch:
+            try:
+                record = json_record(row)
+                logger.info(json.dumps(record), extra={"anthropic_request": record})
+            except Exception:  # (a handler's own failure is reported by logging itself)
+                log.debug("could not emit a request log record", exc_info=True)
+
     def _write(self, conn: sqlite3.Connection, batch: list[RequestRow]) -> None:
-        rows = [(format_time(row[0]), *row[1:4], int(row[4]), *row[5:]) for row in batch]
+        rows = [stored(row) for row in batch]
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_INSERT, rows)
@@ -335,10 +461,14 @@ class RequestLog:
             raise
 
     def prune(self, conn: sqlite3.Connection | None = None) -> None:
-        """Delete rows older than ``max_age_seconds`` and beyond the newest ``max_rows``.
+        """Delete rows older than ``max_age_seconds`` and beyond the newest ``max_rows``, then
+        give the pages freed back to the file system (see the module docstring).
 
-        The writer does this on its first batch and then every ``retention_interval`` seconds.
+        The writer does this on its first batch and then every ``retention_interval`` seconds,
+        whether or not its writes succeed, and at once after a write that found the disk full.
         """
+        if self.path is None:
+            return
         if conn is None:
             with contextlib.closing(connect(self.path)) as own:
                 self.prune(own)
@@ -351,25 +481,55 @@ class RequestLog:
                 f"DELETE FROM {TABLE} WHERE id <= (SELECT id FROM {TABLE} ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (self.max_rows,),
             )
+        self._shrink(conn)
 
-    def _prune_in_writer(self, conn: sqlite3.Connection) -> None:
-        """Retention after a committed batch: a failure here loses no rows, so it is only logged
-        (it is tried again at the next interval)."""
+    def _shrink(self, conn: sqlite3.Connection) -> None:
+        """Hand the file's free pages back to the file system."""
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # incremental
+            # (one page per step: executescript steps it to the end, execute would free one)
+            conn.executescript("PRAGMA incremental_vacuum")
+            return
+        # A file from before auto-vacuum: freed pages are reused, so it stops growing; convert
+        # it once a quarter of it is free, by one VACUUM (it rewrites the file).
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if pages and free >= VACUUM_FREE_SHARE * pages:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+            self.vacuumed = True
+            log.info("request log %s converted to incremental auto-vacuum (%d of %d pages were free)",
+                     self.path, free, pages)  # fmt: skip
+
+    def _prune_in_writer(self, conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
+        """Retention in the writer, on its connection (opened again if the write closed it).
+
+        A failure here loses no rows, so it is only logged (it is tried again at the next
+        interval); returns the connection to go on with.
+        """
         try:
+            if conn is None:
+                conn = connect(self.path) if self.path is not None else None
             self.prune(conn)
         except Exception as exc:
             self.prune_errors += 1
             level = logging.WARNING if self.prune_errors == 1 else logging.DEBUG
             log.log(level, "could not apply retention to the request log %s: %s", self.path, exc)
+            if conn is not None:
+                conn.close()
+            return None
+        return conn
 
-    def _write_failed(self, exc: BaseException) -> None:
+    def _write_failed(self, exc: BaseException) -> str:
+        """Report a batch that could not be written; returns its :func:`error_reason`."""
         self.write_errors += 1
+        reason = error_reason(exc)
         if self.write_errors == 1:
-            log.warning("could not write the request log %s: %s", self.path, exc)
+            log.warning("could not write the request log %s (%s): %s", self.path, reason, exc)
         else:
-            log.debug("could not write the request log %s: %s", self.path, exc)
+            log.debug("could not write the request log %s (%s): %s", self.path, reason, exc)
         for listener in self._error_listeners:
             try:
                 listener(exc)
             except Exception:
                 log.debug("request log error listener failed", exc_info=True)
+        return reason

@@ -167,6 +167,16 @@ anthropic_client_instrumentation_errors_created{stage="request_log_closed"} <cre
 # TYPE anthropic_client_request_log_dropped counter
 anthropic_client_request_log_dropped_total 0.0
 anthropic_client_request_log_dropped_created <created>
+# HELP anthropic_client_request_log_errors Writes of the per-request log's SQLite file that failed (one per batch of rows, whose rows are lost), by cause from SQLite's result code: disk_full (SQLITE_FULL), locked (SQLITE_BUSY, SQLITE_LOCKED), io (SQLITE_IOERR), other (counted by the client middleware, not read from the API).
+# TYPE anthropic_client_request_log_errors counter
+anthropic_client_request_log_errors_total{reason="disk_full"} 0.0
+anthropic_client_request_log_errors_created{reason="disk_full"} <created>
+anthropic_client_request_log_errors_total{reason="locked"} 0.0
+anthropic_client_request_log_errors_created{reason="locked"} <created>
+anthropic_client_request_log_errors_total{reason="io"} 0.0
+anthropic_client_request_log_errors_created{reason="io"} <created>
+anthropic_client_request_log_errors_total{reason="other"} 0.0
+anthropic_client_request_log_errors_created{reason="other"} <created>
 # EOF
 """
 
@@ -192,5 +202,6 @@ def test_label_names_in_the_contract_order() -> None:
         metrics.ratelimit_reset: ("model", "resource"),
         metrics.instrumentation_errors: ("stage",),
         metrics.request_log_dropped: (),
+        metrics.request_log_errors: ("reason",),
     }
     assert {m: tuple(m._labelnames) for m in expected} == expected

@@ -353,8 +353,9 @@ def test_a_full_disk_is_logged_and_counted_and_the_writer_goes_on(
         assert log.flush()
     log.close()
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == [f"could not write the request log {path}: database or disk is full"]
+    assert messages == [f"could not write the request log {path} (disk_full): database or disk is full"]
     assert log.write_errors == 1
     assert registry.get_sample_value("anthropic_client_instrumentation_errors_total", {"stage": "log_write"}) == 1
+    assert registry.get_sample_value("anthropic_client_request_log_errors_total", {"reason": "disk_full"}) == 1
     assert len(connections) == 2
     assert [r["request_id"] for r in rows_of(path)] == ["after"]

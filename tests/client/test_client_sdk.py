@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -415,18 +416,47 @@ def test_recording_failure_is_invisible_to_the_caller(
 
 
 def test_model_comes_from_the_sdk_even_after_a_megabyte(
-    sim: SimulatorServer, registry: CollectorRegistry, value: Value
+    sim: SimulatorServer, registry: CollectorRegistry, value: Value, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The SDK writes model after messages, beyond the transport's bounded scan of the body:
+    the model hint middleware is what labels a large request. It is added to the client passed
+    in, so a caller who ignores instrument()'s return value is labelled too."""
     original = anthropic.Anthropic(api_key=KEY, base_url=sim.url, max_retries=0)
-    instrumented = instrument(original, registry=registry)
-    big = ask("x" * (1024 * 1024))
-    instrumented.messages.create(model=MODEL, **big)
-    assert duration_count(value) == 1
-    # the client passed in shares the wrapped transport but not the hint middleware: the
-    # model sits after 1 MB of messages, beyond the bounded scan
-    original.messages.create(model=MODEL, **big)
-    assert duration_count(value, model="unknown") == 1
+    copied_before = original.with_options(timeout=30.0)  # shares the HTTP client, not the hint
+    with caplog.at_level(logging.WARNING, logger="exporter.client.recorder"):
+        instrumented = instrument(original, registry=registry)  # the return value, ignored or not
+        assert instrumented is original
+        big = ask("x" * (1024 * 1024))
+        original.messages.create(model=MODEL, **big)
+        with original.messages.stream(model=MODEL, **big) as stream:
+            stream.get_final_message()
+        original.with_options(max_retries=1).messages.create(model=MODEL, **big)  # a later copy: labelled
+        assert caplog.records == []
+        assert duration_count(value) == 2 and duration_count(value, stream="true") == 1
+        assert [m for m in original.middleware if type(m).__name__ == "_ModelHint"] != []
+
+        # a copy made before instrument() has no hint: unlabelled, and said so, once
+        copied_before.messages.create(model=MODEL, **big)
+        copied_before.messages.create(model=MODEL, **big)
+    assert duration_count(value, model="unknown") == 2
     assert BODY_SCAN_LIMIT < 1024 * 1024
+    assert [r.getMessage() for r in caplog.records] == [
+        "a messages request was recorded with model='unknown': no model hint reached the transport "
+        "(a client other than the one instrument() returned, e.g. a with_options copy made before "
+        f"instrument(), or an SDK without middleware) and the body names no model within its first "
+        f"{BODY_SCAN_LIMIT} bytes; its cost cannot be priced either (logged once)"
+    ]
+
+
+def test_an_async_client_gets_the_hint_in_place(sim: SimulatorServer, registry: CollectorRegistry, value: Value) -> None:
+    async def run() -> None:
+        client = anthropic.AsyncAnthropic(api_key=KEY, base_url=sim.url, max_retries=0)
+        instrument(client, registry=registry)  # return value ignored
+        async with client:
+            await client.messages.create(model=MODEL, **ask("y" * (1024 * 1024)))
+
+    asyncio.run(run())
+    assert duration_count(value) == 1 and duration_count(value, model="unknown") is None
 
 
 def test_two_clients_share_one_registry(sim: SimulatorServer, registry: CollectorRegistry, value: Value) -> None:
