@@ -194,9 +194,15 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None, *,
     environ = os.environ if environ is None else environ
     if path is None:
         return parse_config({}, environ, resolve_keys=resolve_keys)
+    data = read_yaml(path)
+    return parse_config({} if data is None else data, environ, resolve_keys=resolve_keys)
+
+
+def read_yaml(path: str) -> Any:
+    """A configuration file's YAML document; ConfigError naming the file (and the place) if unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            return yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
     except UnicodeDecodeError:
@@ -206,7 +212,6 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None, *,
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
-    return parse_config({} if data is None else data, environ, resolve_keys=resolve_keys)
 
 
 def parse_config(data: Any, environ: Mapping[str, str], *, resolve_keys: bool = True) -> Config:

@@ -10,8 +10,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import IO, Any
 
-import yaml
-
 from exporter.pricing.parse import default_table, parse_pricing
 from exporter.pricing.table import ONE, PriceTable, Rates
 
@@ -54,17 +52,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _read_pricing(path: str) -> Any:
     """The ``pricing`` section of a configuration file (the rest is the exporter's to check)."""
+    from exporter.config import ConfigError, read_yaml  # not at import: the configuration imports pricing
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise UsageError([f"{path}: cannot read config file: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise UsageError([f"{path}: config file is not UTF-8 text"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise UsageError([f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"]) from None
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise UsageError(exc.problems) from None
     if data is None:
         return None
     if not isinstance(data, dict):
