@@ -24,6 +24,9 @@ opentelemetry-sdk opentelemetry-instrumentation-httpx opentelemetry-instrumentat
 
 Spans go to a BatchSpanProcessor with an exporter that discards them, metrics to an in-memory
 reader: the cost on the request path is counted, shipping them elsewhere is not.
+
+Last, the estimated-cost step alone (``price_usage`` on the bench's usage, as the recorder runs it
+once per response when the attempt ends), timed in-process without HTTP.
 """
 
 from __future__ import annotations
@@ -353,6 +356,24 @@ def table(configs: list[Config], scenarios: list[str]) -> str:
     return "\n".join(lines)
 
 
+def pricing_alone(blocks: int = 200, per_block: int = 500) -> tuple[float, float] | None:
+    """(median, minimum) µs of pricing one response's usage, as the recorder does, if available."""
+    try:
+        from exporter.client.recorder import price_usage, token_figures
+        from exporter.pricing import default_table
+    except ImportError:  # a tree from before the estimated cost
+        return None
+    table, usage = default_table(), {**_USAGE, "inference_geo": "global"}
+    at = time.time()
+    per_call = []
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(per_block):
+            price_usage(table, MODEL, usage, token_figures(usage), at)
+        per_call.append((time.perf_counter() - start) / per_block * 1e6)
+    return statistics.median(per_call), min(per_call)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="small requests per configuration and mode")
@@ -392,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(configs, [name for name, *_ in scenarios]))
         for config in skipped:
             print(f"\n- {config.name}: not measured, {config.note}")
+    pricing = pricing_alone()
+    if pricing is not None:
+        print(f"\nPricing one response's usage (token figures and price_usage, no HTTP): median {pricing[0]:.2f} µs, "
+              f"minimum {pricing[1]:.2f} µs per response.")  # fmt: skip
     return 0
 
 
