@@ -46,7 +46,7 @@ def build_state(series: int):
         )
         data[labels] = {w: UsageValues(i * 11, i * 7, i * 3, i, i * 5, i % 4) for w in windows}
     state = ExporterState(["acme"], ["usage_report_messages"])
-    state.succeeded("acme", "usage", UsageSnapshot(DEFAULT_GROUP_BY, windows, data, time.time()), time.time(), 0.1)
+    state.succeeded("acme", "usage", UsageSnapshot(DEFAULT_GROUP_BY, data, time.time()), time.time(), 0.1)
     return state
 
 
