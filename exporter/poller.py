@@ -88,6 +88,9 @@ class Poller:
         self.rate_limit_groups: tuple[RateLimitGroup, ...] = ()
         # Clock time of the newest good poll per windowed report: the data's age, for staleness.
         self.last_success: dict[str, datetime] = {}
+        # Per windowed report, the instant its published figures were summed at, and whether
+        # they were withheld: a re-sum is needed only when a boundary or the staleness moved.
+        self.summed: dict[str, tuple[datetime, bool]] = {}
 
     def poll(self, report: str) -> bool:
         """Poll one report now; True if it succeeded. Never raises."""
@@ -189,6 +192,7 @@ class Poller:
         return RateLimitsSnapshot(groups, tuple(workspaces))
 
     def _snapshot(self, report: str, now: datetime, polled_at: datetime, withheld: bool) -> object:
+        self.summed[report] = (now, withheld)
         if report == "claude_code":
             return build_claude_code_snapshot(self.claude_code_days, self.config.windows,
                                               self.config.claude_code.per_actor, now, polled_at, withheld)
@@ -220,10 +224,15 @@ class Poller:
         return limit is not None and last is not None and (now - last).total_seconds() > limit
 
     def resum(self, now: datetime | None = None) -> None:
-        """Publish every polled windowed report summed at ``now`` (default: the clock), no API call."""
+        """Publish, summed at ``now`` (default: the clock), every polled windowed report whose
+        figures the clock has moved since they were summed: a bucket boundary of its windows
+        passed, or its data went stale. No API call."""
         now = self.clock() if now is None else now
         for report in self.last_success:
-            self._publish(report, now)
+            summed_at, withheld = self.summed[report]
+            boundary = next_boundary(self._widths(report), summed_at)
+            if (boundary is not None and boundary <= now) or withheld != self.stale(report, now):
+                self._publish(report, now)
 
     def _widths(self, report: str) -> tuple[str, ...]:
         return ("1d",) if report == "claude_code" else tuple(self.history[report].stores)

@@ -321,3 +321,17 @@ def test_skipped_rows_count_the_data_held_not_every_poll(simulator, admin_key, c
     assert registry.get_sample_value("anthropic_exporter_skipped_rows", labels) == 0
     assert registry.get_sample_value("anthropic_exporter_poll_errors_total", {
         "organization": "acme", "report": "usage", "reason": "internal"}) == 0
+
+
+def test_a_resum_touches_only_the_reports_whose_figures_the_clock_moved(setup, clock):
+    _, state, poller, _ = setup
+    clock.now = t("2026-03-10T23:58:30")
+    assert poller.poll("usage") and poller.poll("cost")
+    usage, cost = state.status("acme", "usage").snapshot, state.status("acme", "cost").snapshot
+    poller.resum(t("2026-03-10T23:58:50"))  # no boundary yet: nothing to do
+    assert state.status("acme", "usage").snapshot is usage and state.status("acme", "cost").snapshot is cost
+    poller.resum(t("2026-03-10T23:59:10"))  # a minute boundary moves usage's windows, not cost's days
+    assert state.status("acme", "usage").snapshot is not usage
+    assert state.status("acme", "cost").snapshot is cost
+    poller.resum(t("2026-03-11T00:00:10"))  # midnight moves both
+    assert state.status("acme", "cost").snapshot is not cost
