@@ -55,32 +55,14 @@ from datetime import UTC, datetime
 # What Prometheus 2 sends (tests/test_server.py): the exporter answers with OpenMetrics.
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
-USAGE_METRICS_PER_LABEL_SET = 6  # 4 usage gauges + cache creation for two TTLs
 SAMPLE_EVERY = 0.25  # seconds between samples of the server and the idle connections
 
 
 def build_state(series: int):
-    """An ExporterState whose usage snapshot yields about ``series`` samples (as bench_scrape.py)."""
-    from exporter.admin_api import UsageValues
-    from exporter.config import DEFAULT_GROUP_BY, DEFAULT_WINDOWS
-    from exporter.snapshot import UsageSnapshot
-    from exporter.state import ExporterState
-
-    windows = tuple(w.name for w in DEFAULT_WINDOWS)
-    label_sets = series // (USAGE_METRICS_PER_LABEL_SET * len(windows))
-    data = {}
-    for i in range(label_sets):
-        labels = (
-            f"wrkspc_{i % 40:024d}",
-            f"apikey_{i % 350:024d}",
-            f"claude-model-{i % 12}",
-            ("standard", "batch", "priority")[i % 3],
-            ("0-200k", "200k-1M")[i % 2],
-        )
-        data[labels] = {w: UsageValues(i * 11, i * 7, i * 3, i, i * 5, i % 4) for w in windows}
-    state = ExporterState(["acme"], ["usage_report_messages"])
-    state.succeeded("acme", "usage", UsageSnapshot(DEFAULT_GROUP_BY, data, time.time()), time.time(), 0.1)
-    return state
+    """The scrape benchmark's ExporterState, about ``series`` samples."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_scrape import build_state as scrape_state
+    return scrape_state(series)
 
 
 def serve_exporter(port: int, series: int, max_requests: int, process_metrics: bool = True) -> None:
