@@ -50,6 +50,10 @@ class ExporterServer(ThreadingHTTPServer):
 
     # Daemon threads: a slow scraper must not hold up shutdown.
     daemon_threads = True
+    # socketserver's backlog of 5 overflows when scrapers connect in a burst faster than the
+    # accept loop starts their threads; the kernel then drops the SYN and the client retries
+    # after 1 s, then 3 s, ... (a first scrape took 7-13 s in bench/bench_load.py).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], exposition: ExpositionCache, state: ExporterState,
                  telemetry_path: str = "/metrics", extra_links: tuple[tuple[str, str], ...] = (), *,

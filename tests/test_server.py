@@ -305,3 +305,26 @@ def test_the_default_address_listens_on_ipv6_and_ipv4(bounded):
     _, port = bounded(address=("", 0))
     for host in ("[::1]", "127.0.0.1", "localhost"):
         assert requests.get(f"http://{host}:{port}/-/healthy", timeout=5).text == "Healthy.\n", host
+
+
+def test_a_burst_of_connections_waits_in_the_listen_queue():
+    # Connections arriving faster than the accept loop takes them wait in the kernel's queue.
+    # Past the listen backlog the kernel drops the SYN and the client retries only after 1 s,
+    # so a connect that has not completed in 0.9 s was dropped. The server accepts nothing yet.
+    server = ExporterServer(("127.0.0.1", 0), Exposition(), ExporterState(["acme"], ENDPOINTS))
+    connections: list[socket.socket] = []
+    try:
+        for _ in range(100):
+            connections.append(socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=0.9))
+        server.start()
+        try:
+            for conn in connections:
+                conn.settimeout(10)
+                conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert [conn.makefile("rb").readline() for conn in connections] == [b"HTTP/1.1 200 OK\r\n"] * 100
+        finally:
+            server.shutdown()
+    finally:
+        for conn in connections:
+            conn.close()
+        server.server_close()
