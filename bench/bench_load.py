@@ -66,19 +66,15 @@ def build_state(series: int):
 
 
 def serve_exporter(port: int, series: int, max_requests: int, process_metrics: bool = True) -> None:
-    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+    from prometheus_client import CollectorRegistry
 
-    from exporter.collector import AdminCollector, ExpositionCache
+    from exporter.collector import AdminCollector, ExpositionCache, runtime_registry
     from exporter.server import ExporterServer
 
     state = build_state(series)
     polled = CollectorRegistry(auto_describe=False)
     polled.register(AdminCollector(state))
-    live = CollectorRegistry()  # rendered on every scrape, as exporter/cli.py's
-    if process_metrics:
-        ProcessCollector(registry=live)
-    PlatformCollector(registry=live)
-    GCCollector(registry=live)
+    live = runtime_registry(process_metrics)  # rendered on every scrape, as exporter/cli.py's
     server = ExporterServer(("127.0.0.1", port), ExpositionCache(polled, live, lambda: state.generation), state,
                             max_requests=max_requests)
     server.serve_forever()

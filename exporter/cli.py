@@ -11,12 +11,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
 from exporter.client.log_cli import DEFAULT_LOG, ENV_LOG
-from exporter.collector import ExpositionCache
+from exporter.collector import ExpositionCache, runtime_registry
 from exporter.config import Config, ConfigError, Organization, Secret, load_config, redacted_dump
 from exporter.logs import LEVELS, configure
 from exporter.poller import Poller
@@ -155,10 +155,7 @@ def _start_simulator() -> _Simulator:
 
 def _serve(args: argparse.Namespace, address: tuple[str, int], runtime: Runtime, polled: CollectorRegistry,
            simulator: _Simulator | None) -> int:
-    live = CollectorRegistry()
-    ProcessCollector(registry=live)
-    PlatformCollector(registry=live)
-    GCCollector(registry=live)
+    live = runtime_registry()
     exposition = ExpositionCache(polled, live, runtime.generation)
     links: tuple[tuple[str, str], ...] = ()
     if simulator is not None:

@@ -8,14 +8,16 @@ change and appends the small, live part (process metrics, client metrics) on eve
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.admin_api import COST_DIMENSIONS
@@ -339,3 +341,39 @@ class ExpositionCache:
                 entry = (generation, text, gz_prefix, compressor)
                 self._cache[openmetrics] = entry
             return entry
+
+
+class RecentCollector(Collector):
+    """Serves another collector's samples read at most ``max_age`` seconds ago.
+
+    The process collector reads /proc on every call, listing every open file descriptor for
+    ``process_open_fds``: with a thousand connections open and scrapes arriving together, those
+    reads cost several times the rest of a scrape (BENCHMARKS.md, Load). Concurrent scrapes
+    share one reading; scrapes seconds apart each get a fresh one.
+    """
+
+    def __init__(self, collector: Collector, max_age: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.collector = collector
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._read_at = 0.0
+        self._families: list[Metric] | None = None
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            now = self.clock()
+            if self._families is None or now - self._read_at >= self.max_age:
+                self._families = list(self.collector.collect())
+                self._read_at = now
+            return self._families
+
+
+def runtime_registry(process_metrics: bool = True) -> CollectorRegistry:
+    """The exporter process's own metrics (process_*, python_info, python_gc_*), for the live part."""
+    registry = CollectorRegistry()
+    if process_metrics:
+        registry.register(RecentCollector(ProcessCollector(registry=None)))
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import gzip
 import textwrap
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as LiveCounter
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 from exporter.admin_api import APIKey, Bucket, CostRow, UsageRow, UsageValues, Workspace
-from exporter.collector import AdminCollector, ExpositionCache
+from exporter.collector import AdminCollector, ExpositionCache, RecentCollector
 from exporter.config import Window
 from exporter.snapshot import (
     USAGE_STRIDE,
@@ -314,3 +317,56 @@ def test_workspace_names_include_the_default_workspace():
     for ws_id, name in (("default", "Default"), ("wrkspc_1", "Research")):
         assert registry.get_sample_value(
             "anthropic_workspace_info", {"organization": "o", "workspace_id": ws_id, "workspace_name": name}) == 1
+
+
+class CountingCollector:
+    def __init__(self):
+        self.reads = 0
+
+    def collect(self):
+        self.reads += 1
+        family = GaugeMetricFamily("reading", "The how-manieth reading this is.")
+        family.add_metric([], self.reads)
+        return [family]
+
+
+def test_recent_collector_reads_again_only_after_max_age():
+    now = [100.0]
+    inner = CountingCollector()
+    recent = RecentCollector(inner, max_age=1.0, clock=lambda: now[0])
+    registry = CollectorRegistry()
+    registry.register(recent)  # registering collects once, for the names
+    assert b"reading 1.0" in generate_latest(registry) and inner.reads == 1
+    now[0] += 0.999
+    assert b"reading 1.0" in generate_latest(registry) and inner.reads == 1
+    now[0] += 0.001
+    assert b"reading 2.0" in generate_latest(registry) and inner.reads == 2
+
+
+def test_recent_collector_shares_one_reading_between_concurrent_scrapes():
+    inner = CountingCollector()
+    started, release = threading.Event(), threading.Event()
+    slow_collect = inner.collect
+
+    def collect():
+        started.set()
+        assert release.wait(10)
+        return slow_collect()
+
+    inner.collect = collect
+    recent = RecentCollector(inner, max_age=60.0)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(recent.collect)
+        assert started.wait(10)
+        others = [pool.submit(recent.collect) for _ in range(7)]
+        release.set()
+        readings = [f.result(10)[0].samples[0].value for f in [first, *others]]
+    assert readings == [1.0] * 8 and inner.reads == 1
+
+
+def test_recent_collector_serves_the_process_metrics():
+    from prometheus_client import ProcessCollector
+    registry = CollectorRegistry()
+    registry.register(RecentCollector(ProcessCollector(registry=None)))
+    text = generate_latest(registry).decode()
+    assert "process_open_fds " in text and "process_resident_memory_bytes " in text
