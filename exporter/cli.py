@@ -22,7 +22,7 @@ from exporter.logs import LEVELS, configure
 from exporter.poller import Poller
 from exporter.runtime import ReloadCollector, Runtime
 from exporter.server import DEFAULT_MAX_REQUESTS, ExporterServer
-from exporter.webconfig import WebConfigError
+from exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt",
                         help="output format of log messages on stderr (default logfmt)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
-                        help="validate the configuration, print it with secrets redacted, and exit")
+                        help="validate the configuration (and the --web.config.file), print the configuration with"
+                             " secrets redacted, and exit")
     parser.add_argument("--once", action="store_true",
                         help="poll every report once, print the metrics to stdout, exit 1 if any poll failed")
     parser.add_argument("--demo", action="store_true",
@@ -97,6 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    web_config_ok = True
+    if args.config_check and args.web_config_file:
+        # Serving loads it anyway; a check should not pass a file that would stop the start.
+        try:
+            WebConfigWatcher(args.web_config_file)
+        except WebConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            web_config_ok = False
     try:
         config = _load(args)
     except ConfigError as exc:
@@ -104,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 2
+    if not web_config_ok:
         return 2
     if args.config_check and not args.demo:
         sys.stdout.write(redacted_dump(config))

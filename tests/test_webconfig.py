@@ -205,6 +205,31 @@ def test_a_bad_web_config_exits_2_with_its_problems(tmp_path):
         """)), result.stderr
 
 
+
+def test_config_check_checks_the_web_config_too(tmp_path):
+    web = write(tmp_path / "web.yml", "basic_auth_users: {alice: plain}\n")
+    config = write(tmp_path / "config.yml", "poll_intervals: {usage: never}\n")
+    environ = {**os.environ, "ANTHROPIC_ADMIN_API_KEY": "sk-ant-admin01-test"}
+
+    def check(*args):
+        return subprocess.run([sys.executable, "-m", "exporter", "--config.check", *args], capture_output=True,
+                              text=True, env=environ, timeout=60)
+
+    both = check("--web.config.file", web, "--config.file", config)
+    assert both.returncode == 2 and both.stdout == ""
+    assert both.stderr == textwrap.dedent(f"""\
+        error: invalid web configuration in {web} (1 problem):
+          basic_auth_users.alice: must be a bcrypt hash such as htpasswd -nBC 10 "" | tr -d ':\\n' prints
+        error: invalid configuration (1 problem):
+          poll_intervals.usage: invalid duration 'never' (expected e.g. 30s, 5m, 1h30m)
+        """)
+    web_only = check("--web.config.file", web)
+    assert web_only.returncode == 2 and web_only.stdout == "" and "basic_auth_users.alice" in web_only.stderr
+    good = write(tmp_path / "good.yml", f"basic_auth_users: {{alice: '{HASH}'}}\n")
+    fine = check("--web.config.file", good)
+    assert fine.returncode == 0 and "organizations:" in fine.stdout and HASH not in fine.stdout + fine.stderr
+
+
 # --- serving ----------------------------------------------------------------------------------
 
 @pytest.fixture
