@@ -154,7 +154,7 @@ def build_usage_snapshot(stores: Mapping[str, BucketStore], table: LabelTable, w
     for window in windows:
         width = summing_width(window, "usage")
         if width is not None and width in stores:
-            per_window[window.name] = stores[width].sums(*window_range(window, width, now))
+            per_window[window.name] = stores[width].sums(*window_range(window, width, now), memo_key=window.name)
     names = tuple(per_window)
     totals: dict[tuple[str, ...], dict[str, list[int]]] = {}
     unpriced: dict[tuple[str, ...], dict[str, int]] = {}
@@ -225,7 +225,7 @@ def _window_sums(stores: Mapping[str, BucketStore], table: LabelTable, windows: 
         width = summing_width(window, report)
         if width is None or width not in stores:
             continue
-        per_window[window.name] = stores[width].sums(*window_range(window, width, now))
+        per_window[window.name] = stores[width].sums(*window_range(window, width, now), memo_key=window.name)
     label_ids = set().union(*per_window.values())
     return {table.labels[i]: {name: sums.get(i, zero) for name, sums in per_window.items()} for i in label_ids}
 

@@ -5,15 +5,20 @@ a new store from the old one and the buckets it fetched, and the poller swaps it
 the whole poll succeeded. Rows are kept compact (the store is the exporter's main memory
 cost): label sets are interned to small integers once per report, and a bucket's rows are two
 flat arrays, label ids and values, rows that map to the same labels summed on the way in.
+
+A window moves a little between polls, and a poll replaces only the trailing buckets it
+re-read, so a window's sums are kept from one call to the next and updated by the buckets that
+left and entered it, not summed again from the ~260,000 rows a large organization's month holds.
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +70,25 @@ def store_bucket(bucket: Bucket, table: LabelTable, row_labels: Callable[[Any], 
                         array("q", flat) if integer else tuple(flat), bucket.skipped)
 
 
+@dataclass
+class _Summed:
+    buckets: tuple[StoredBucket, ...]
+    totals: dict[int, list[Any]]
+    rows: dict[int, int]  # per label id, how many of the buckets' rows it has: 0 leaves the sums
+
+
+class _SumsMemo:
+    """Each window's newest sums, shared by the versions of one store (a poll builds a new one).
+
+    An entry holds the bucket objects it summed: a bucket is immutable and a re-read one is a
+    new object, so comparing objects tells exactly which rows left and entered the window.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[Hashable, _Summed] = {}
+
+
 @dataclass(frozen=True)
 class FetchPlan:
     start: datetime
@@ -85,6 +109,7 @@ class BucketStore:
     buckets: tuple[StoredBucket, ...] = ()
     covered: tuple[datetime, datetime] | None = None
     full_at: datetime | None = None
+    memo: _SumsMemo = field(default_factory=_SumsMemo, compare=False, repr=False)
 
     def plan(self, needed: tuple[datetime, datetime], horizon: float, full_refresh: float,
              now: datetime) -> FetchPlan:
@@ -119,22 +144,22 @@ class BucketStore:
         return replace(self, buckets=tuple(buckets), covered=covered,
                        full_at=now if plan.full else self.full_at)
 
-    def sums(self, start: datetime, end: datetime) -> dict[int, list[Any]]:
-        """Per label id, the ``stride`` values summed over the buckets starting in [start, end)."""
+    def sums(self, start: datetime, end: datetime, memo_key: Hashable = None) -> dict[int, list[Any]]:
+        """Per label id, the ``stride`` values summed over the buckets starting in [start, end).
+
+        With a ``memo_key`` (a window's name), the sums of the previous call with that key are
+        updated by the buckets that changed since; the result is then shared with later calls:
+        read it, do not change it.
+        """
         starts = [b.start for b in self.buckets]
-        totals: dict[int, list[Any]] = {}
-        stride = self.stride
-        for bucket in self.buckets[bisect.bisect_left(starts, start):bisect.bisect_left(starts, end)]:
-            values = bucket.values
-            for row, label_id in enumerate(bucket.label_ids):
-                offset = row * stride
-                total = totals.get(label_id)
-                if total is None:
-                    totals[label_id] = list(values[offset:offset + stride])
-                else:
-                    for i in range(stride):
-                        total[i] += values[offset + i]
-        return totals
+        buckets = self.buckets[bisect.bisect_left(starts, start):bisect.bisect_left(starts, end)]
+        if memo_key is None:
+            return _summed(buckets, self.stride).totals
+        with self.memo.lock:
+            before = self.memo.entries.get(memo_key)
+            summed = _summed(buckets, self.stride) if before is None else _resummed(before, buckets, self.stride)
+            self.memo.entries[memo_key] = summed
+            return summed.totals
 
     def newest_data_end(self) -> datetime | None:
         """End of the newest bucket that held any rows."""
@@ -147,3 +172,57 @@ class BucketStore:
             for reason, count in bucket.skipped:
                 counts[reason] += count
         return counts
+
+
+def _summed(buckets: tuple[StoredBucket, ...], stride: int) -> _Summed:
+    totals: dict[int, list[Any]] = {}
+    rows: dict[int, int] = {}
+    for bucket in buckets:
+        values = bucket.values
+        for row, label_id in enumerate(bucket.label_ids):
+            offset = row * stride
+            total = totals.get(label_id)
+            if total is None:
+                totals[label_id] = list(values[offset:offset + stride])
+                rows[label_id] = 1
+            else:
+                for i in range(stride):
+                    total[i] += values[offset + i]
+                rows[label_id] += 1
+    return _Summed(buckets, totals, rows)
+
+
+def _resummed(before: _Summed, buckets: tuple[StoredBucket, ...], stride: int) -> _Summed:
+    """``before`` less the buckets that left, plus those that entered (or summed afresh, if cheaper)."""
+    now_held = {id(b) for b in buckets}
+    held_before = {id(b) for b in before.buckets}  # alive (the entry holds them): ids are not reused
+    left = [b for b in before.buckets if id(b) not in now_held]
+    entered = [b for b in buckets if id(b) not in held_before]
+    changed = sum(len(b.label_ids) for b in left) + sum(len(b.label_ids) for b in entered)
+    if changed > sum(len(b.label_ids) for b in buckets):  # summing afresh reads fewer rows
+        return _summed(buckets, stride)
+    # Copy on write: the lists of labels no changed row touches stay shared with ``before``.
+    totals = dict(before.totals)
+    rows = dict(before.rows)
+    copied: set[int] = set()
+    for sign, changed_buckets in ((-1, left), (1, entered)):
+        for bucket in changed_buckets:
+            values = bucket.values
+            for row, label_id in enumerate(bucket.label_ids):
+                offset = row * stride
+                total = totals.get(label_id)
+                if total is None:
+                    totals[label_id] = list(values[offset:offset + stride])
+                    copied.add(label_id)
+                    rows[label_id] = 1
+                    continue
+                if label_id not in copied:
+                    total = totals[label_id] = list(total)
+                    copied.add(label_id)
+                for i in range(stride):
+                    total[i] += sign * values[offset + i]
+                rows[label_id] += sign
+    for label_id in copied:
+        if rows[label_id] == 0:  # no row of the window has these labels any more
+            del totals[label_id], rows[label_id]
+    return _Summed(buckets, totals, rows)

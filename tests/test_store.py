@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
+from exporter import store as store_module
 from exporter.admin_api import Bucket
 from exporter.store import BucketStore, FetchPlan, LabelTable, store_bucket
 
@@ -67,3 +71,86 @@ def test_an_answer_without_the_bucket_in_progress_covers_only_what_came():
                                         keep_from=T0, now=T0)
     assert store.covered == (T0, T0 + 2 * MINUTE)
     assert store.newest_data_end() == T0 + MINUTE
+
+
+# --- window sums kept between calls -------------------------------------------------------------
+
+def test_window_sums_kept_between_polls_equal_sums_of_the_truth(monkeypatch):
+    """Polls over 10 simulated hours, with late data revising recent minutes, labels that come
+    and go, and full re-reads: every window's sums equal a plain sum of what the API says."""
+    rng = random.Random(11)
+    labels = [f"k{i}" for i in range(12)]
+    truth: dict[int, list[tuple[str, int, Decimal]]] = {}  # minute -> rows (label, tokens, cents)
+
+    def rows_of(minute: int) -> list[tuple[str, int, Decimal]]:
+        if minute not in truth:
+            active = rng.sample(labels, rng.randint(0, 4)) if minute % 50 < 40 else []  # quiet spells
+            if minute % 97 == 5:
+                active.append("rare")  # leaves the 1h window an hour later: its labels must go too
+            truth[minute] = [(k, rng.randint(0, 999), Decimal(rng.randint(0, 99999)) / 1000) for k in active]
+        return truth[minute]
+
+    table = LabelTable()
+    stores = [BucketStore("1m", 2), BucketStore("1m", 1)]  # token pairs (integers), cents (Decimal)
+    windows = {"1h": 60, "4h": 240, "since 00": None}  # None: from minute 0 on, growing
+    fresh = 0
+    real_summed = store_module._summed
+
+    def counting(*args):
+        nonlocal fresh
+        fresh += 1
+        return real_summed(*args)
+
+    monkeypatch.setattr(store_module, "_summed", counting)
+    kept: list[tuple[dict, dict]] = []  # earlier results, with a deep copy to show they never change
+    for now_minute in range(1, 600):
+        now = T0 + now_minute * MINUTE
+        recent = range(max(0, now_minute - 10), now_minute)
+        for minute in rng.sample(recent, min(2, len(recent))):  # late data lands in recent minutes
+            rows_of(minute).append((rng.choice(labels), 1, Decimal("0.001")))
+        needed = (T0, now + MINUTE)
+        for n, store in enumerate(stores):
+            plan = store.plan(needed, horizon=900, full_refresh=3 * 3600, now=now)
+            first = int((plan.start - T0) / MINUTE)
+            last = int((plan.end - T0) / MINUTE)
+            fetched = []
+            for minute in range(first, min(last, now_minute + 1)):
+                bucket = Bucket(T0 + minute * MINUTE, T0 + (minute + 1) * MINUTE, tuple(rows_of(minute)))
+                values = (lambda row: (row[1], 2 * row[1])) if n == 0 else (lambda row: (row[2],))
+                fetched.append(store_bucket(bucket, table, lambda row: (row[0],), values, store.stride, n == 0))
+            stores[n] = store.merged(plan, fetched, keep_from=T0, now=now)
+        for name, span in windows.items():
+            start_minute = 0 if span is None else max(0, now_minute + 1 - span)
+            want_tokens: dict[int, list] = {}
+            want_cents: dict[int, list] = {}
+            for minute in range(start_minute, now_minute + 1):
+                for label, tokens, cents in rows_of(minute):
+                    label_id = table.id((label,))
+                    pair = want_tokens.setdefault(label_id, [0, 0])
+                    pair[0] += tokens
+                    pair[1] += 2 * tokens
+                    want_cents.setdefault(label_id, [Decimal(0)])[0] += cents
+            start, end = T0 + start_minute * MINUTE, now + MINUTE
+            got_tokens = stores[0].sums(start, end, memo_key=name)
+            got_cents = stores[1].sums(start, end, memo_key=name)
+            assert (got_tokens, got_cents) == (want_tokens, want_cents), (name, now_minute)
+            if now_minute % 37 == 0:
+                kept.append((got_tokens, copy.deepcopy(got_tokens)))
+    assert all(result == copy_made for result, copy_made in kept)
+    # Kept sums, not summed afresh: only at first, at the full re-reads, and where the window holds
+    # fewer rows than changed (156 times in this run).
+    calls = 599 * len(windows) * len(stores)
+    assert 0 < fresh < calls / 10, (fresh, calls)
+
+
+def test_window_sums_of_different_keys_and_no_key_do_not_mix():
+    table = LabelTable()
+    store = BucketStore("1m", 1).merged(FetchPlan(T0, T0 + 10 * MINUTE, True),
+                                        [minute_bucket(table, i, ("a", i)) for i in range(10)],
+                                        keep_from=T0, now=T0)
+    assert store.sums(T0, T0 + 10 * MINUTE, memo_key="all") == {0: [45]}
+    assert store.sums(T0 + 5 * MINUTE, T0 + 10 * MINUTE, memo_key="half") == {0: [35]}
+    assert store.sums(T0, T0 + 2 * MINUTE) == {0: [1]}
+    assert store.sums(T0, T0 + 10 * MINUTE, memo_key="all") == {0: [45]}
+    assert store.sums(T0 + 9 * MINUTE, T0 + 10 * MINUTE, memo_key="half") == {0: [9]}
+    assert store.sums(T0 + 10 * MINUTE, T0 + 12 * MINUTE, memo_key="half") == {}
