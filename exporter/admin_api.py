@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -260,21 +260,27 @@ class AdminClient:
 
     def usage_report(self, start: datetime, end: datetime, width: str, group_by: tuple[str, ...],
                      deadline: float) -> Report:
+        return _report(self.usage_buckets(start, end, width, group_by, deadline))
+
+    def cost_report(self, start: datetime, end: datetime, deadline: float) -> Report:
+        return _report(self.cost_buckets(start, end, deadline))
+
+    def usage_buckets(self, start: datetime, end: datetime, width: str, group_by: tuple[str, ...],
+                      deadline: float) -> Iterator[Bucket]:
+        """The usage report's buckets, oldest first, each parsed as it is reached: a caller that
+        keeps them in a compact form never holds a large report's rows all at once."""
         params: dict[str, Any] = {"bucket_width": width}
         if group_by:
             params["group_by[]"] = list(group_by)
         headers = {"anthropic-beta": FAST_MODE_BETA} if "speed" in group_by else {}
-        report = Report()
-        for raw in self._bucket_pages("usage_report_messages", start, end, width, params, deadline, headers):
-            _append_bucket(report, _parse_bucket(raw, lambda row: _parse_usage_row(row, group_by), report))
-        return report
+        raw_buckets = self._bucket_pages("usage_report_messages", start, end, width, params, deadline, headers)
+        return _in_order(_parse_bucket(raw, lambda row: _parse_usage_row(row, group_by)) for raw in raw_buckets)
 
-    def cost_report(self, start: datetime, end: datetime, deadline: float) -> Report:
+    def cost_buckets(self, start: datetime, end: datetime, deadline: float) -> Iterator[Bucket]:
+        """The cost report's buckets, as ``usage_buckets``."""
         params = {"bucket_width": "1d", "group_by[]": ["workspace_id", "description"]}
-        report = Report()
-        for raw in self._bucket_pages("cost_report", start, end, "1d", params, deadline):
-            _append_bucket(report, _parse_bucket(raw, _parse_cost_row, report))
-        return report
+        raw_buckets = self._bucket_pages("cost_report", start, end, "1d", params, deadline)
+        return _in_order(_parse_bucket(raw, _parse_cost_row) for raw in raw_buckets)
 
     def _bucket_pages(self, endpoint: str, start: datetime, end: datetime, width: str,
                       params: dict[str, Any], deadline: float,
@@ -288,7 +294,9 @@ class AdminClient:
             data = body.get("data")
             if not isinstance(data, list):
                 raise AdminAPIError("invalid_response", f"{endpoint}: response has no data list")
-            yield from data
+            data.reverse()
+            while data:  # handed out one by one, so each raw bucket is freed once it is parsed
+                yield data.pop()
             if not body.get("has_more"):
                 return
             next_page = body.get("next_page")
@@ -567,14 +575,27 @@ def _backoff(state: tenacity.RetryCallState) -> float:
 
 # -- parsing: tolerant of unknown fields; a row that cannot be read is skipped and counted ----
 
-def _append_bucket(report: Report, bucket: Bucket) -> None:
+def _in_order(buckets: Iterable[Bucket]) -> Iterator[Bucket]:
     """Buckets come oldest first; an overlap across pages would be counted twice, so refuse it."""
-    if report.buckets and bucket.starting_at < report.buckets[-1].ending_at:
-        raise AdminAPIError("invalid_response", f"bucket {format_time(bucket.starting_at)} overlaps the one before")
-    report.buckets.append(bucket)
+    previous: Bucket | None = None
+    for bucket in buckets:
+        if previous is not None and bucket.starting_at < previous.ending_at:
+            raise AdminAPIError("invalid_response",
+                                f"bucket {format_time(bucket.starting_at)} overlaps the one before")
+        yield bucket
+        previous = bucket
 
 
-def _parse_bucket(raw: Any, parse_row: Callable[[dict[str, Any]], Any], report: Report) -> Bucket:
+def _report(buckets: Iterable[Bucket]) -> Report:
+    report = Report()
+    for bucket in buckets:
+        report.buckets.append(bucket)
+        for reason, count in bucket.skipped:
+            report.skipped[reason] += count
+    return report
+
+
+def _parse_bucket(raw: Any, parse_row: Callable[[dict[str, Any]], Any]) -> Bucket:
     if not isinstance(raw, dict):
         raise AdminAPIError("invalid_response", "a bucket is not a JSON object")
     try:
@@ -591,7 +612,6 @@ def _parse_bucket(raw: Any, parse_row: Callable[[dict[str, Any]], Any], report: 
             rows.append(parse_row(item))
         except _SkipRow as skip:
             skipped[skip.reason] += 1
-    report.skipped.update(skipped)
     return Bucket(start, end, tuple(rows), tuple(sorted(skipped.items())))
 
 

@@ -157,11 +157,10 @@ class Poller:
         table = self.history[report].table
         if report == "usage":
             group_by = self.config.usage_fetch_group_by()
-            result = self.client.usage_report(plan.start, plan.end, store.width, group_by, deadline)
-            fetched = [store_usage_bucket(b, group_by, table, self.config.pricing) for b in result.buckets]
+            buckets = self.client.usage_buckets(plan.start, plan.end, store.width, group_by, deadline)
+            fetched = [store_usage_bucket(b, group_by, table, self.config.pricing) for b in buckets]
         else:
-            result = self.client.cost_report(plan.start, plan.end, deadline)
-            fetched = [store_cost_bucket(b, table) for b in result.buckets]
+            fetched = [store_cost_bucket(b, table) for b in self.client.cost_buckets(plan.start, plan.end, deadline)]
         return store.merged(plan, fetched, keep_from=needed[0], now=now)
 
     def _claude_code_days(self, now: datetime, deadline: float) -> dict[date, tuple[ClaudeCodeRecord, ...]]:

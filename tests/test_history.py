@@ -4,6 +4,7 @@ withheld. Every test drives the injected clock; none sleeps."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pytest
 from expected import expected_cost, expected_usage
 from prometheus_client import CollectorRegistry
 
-from exporter.admin_api import ENDPOINTS, Bucket, Report, UsageRow, UsageValues
+from exporter.admin_api import ENDPOINTS, Bucket, UsageRow, UsageValues
 from exporter.collector import AdminCollector
 from exporter.config import DEFAULT_WINDOWS, Config, Organization, Secret, StaleAfter
 from exporter.poller import Poller
@@ -118,23 +119,21 @@ class SteadyAPI:
     def __init__(self, clock):
         self.clock = clock
 
-    def usage_report(self, start, end, width, group_by, deadline) -> Report:
+    def usage_buckets(self, start, end, width, group_by, deadline) -> Iterator[Bucket]:
         step = {"1m": MINUTE, "1h": HOUR, "1d": DAY}[width]
-        report = Report()
         moment = start
         while moment < end:
             elapsed = min(max((self.clock() - moment).total_seconds(), 0), step.total_seconds())
             dims = tuple("m" if d == "model" else None for d in group_by)
-            report.buckets.append(Bucket(moment, moment + step, (UsageRow(dims, UsageValues(output_tokens=int(elapsed))),)))
+            yield Bucket(moment, moment + step, (UsageRow(dims, UsageValues(output_tokens=int(elapsed))),))
             moment += step
-        return report
 
 
 def test_no_sawtooth_when_the_day_rolls_over_with_steady_traffic(simulator, admin_key, clock):
     """Polls every minute at :30 and re-sums at every minute boundary, from 23:55 to 00:05: between
     any two figures in a row, no window loses more than one bucket's share of steady traffic."""
     _, state, poller, _ = make(simulator, admin_key, clock)
-    poller.client.usage_report = SteadyAPI(clock).usage_report
+    poller.client.usage_buckets = SteadyAPI(clock).usage_buckets
 
     def output(window: str) -> int:
         return sum(v.output_tokens for (_, w), v in usage_sums(state).items() if w == window)
@@ -298,17 +297,15 @@ def test_skipped_rows_count_the_data_held_not_every_poll(simulator, admin_key, c
     _, _, poller, registry = make(simulator, admin_key, clock)
     bad_minute = {"at": t("2026-03-10T12:29:00")}
 
-    def usage_report(start, end, width, group_by, deadline):
-        report = Report()
+    def usage_buckets(start, end, width, group_by, deadline):
         moment = start
         step = {"1m": MINUTE, "1h": HOUR}[width]
         while moment < end:
             skipped = (("invalid_row", 2),) if width == "1m" and moment == bad_minute["at"] else ()
-            report.buckets.append(Bucket(moment, moment + step, (), skipped))
+            yield Bucket(moment, moment + step, (), skipped)
             moment += step
-        return report
 
-    poller.client.usage_report = usage_report
+    poller.client.usage_buckets = usage_buckets
     labels = {"organization": "acme", "report": "usage", "reason": "invalid_row"}
     assert poller.poll("usage")
     assert registry.get_sample_value("anthropic_exporter_skipped_rows", labels) == 2
