@@ -22,10 +22,12 @@ clock, shared memory set by this process:
   retried). --timeouts of the "slow" faults instead outlast the client's request timeout (30 s
   of real waiting each), so the timeout path is taken too.
 
-Every --rss-every polls the RSS of both processes is sampled. At the end the faults are cleared,
-the clock moves one more minute, every report is polled once, and the usage and cost figures are
-compared with the simulator's own sums (tests/expected.py, the spans of the default windows
-written out there) and with a fresh poller's full fetch. Exit status: 0 if they all equal and no
+Every --rss-every polls the RSS of both processes is sampled (with --heap, also the exporter's
+Python heap as tracemalloc counts it, which tells a leak from the allocator keeping a peak).
+At the end the faults are cleared, the clock moves one more minute, every report is polled
+once, and the usage and cost figures are compared with the simulator's own sums
+(tests/expected.py, the spans of the default windows written out there) and with a fresh
+poller's full fetch. Exit status: 0 if they all equal and no
 poll failed for an unexpected exception ("internal"), 1 otherwise, 2 if the run was cut short by
 --max-seconds.
 """
@@ -40,6 +42,7 @@ import os
 import random
 import sys
 import time
+import tracemalloc
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -63,6 +66,11 @@ REPORT_PATHS = {
     "rate_limits": [ENDPOINTS["rate_limits"], "/v1/organizations/workspaces/"],
     "claude_code": [ENDPOINTS["usage_report_claude_code"]],
 }
+
+
+def heap_mib() -> float | None:
+    """The Python heap tracemalloc counts now, if it is tracing."""
+    return tracemalloc.get_traced_memory()[0] / 2**20 if tracemalloc.is_tracing() else None
 
 
 def rss_mib(pid: int | str = "self") -> float:
@@ -172,6 +180,8 @@ def main() -> int:
     parser.add_argument("--timeouts", type=int, default=1, help="slow faults that outlast the request timeout")
     parser.add_argument("--start", default="2026-03-31T12:30:15+00:00")
     parser.add_argument("--rss-every", type=int, default=50)
+    parser.add_argument("--heap", action="store_true",
+                        help="also sample the Python heap (tracemalloc; the polls run slower)")
     parser.add_argument("--max-seconds", type=float, default=1800, help="stop the polls after this long")
     args = parser.parse_args()
     if args.polls < 1 or args.rss_every < 1:
@@ -185,6 +195,8 @@ def main() -> int:
     from exporter.poller import Poller
     from exporter.state import ExporterState
 
+    if args.heap:
+        tracemalloc.start()
     started_wall = time.monotonic()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     start = datetime.fromisoformat(args.start).astimezone(UTC)
@@ -209,7 +221,8 @@ def main() -> int:
     streak: Counter[str] = Counter()  # failed polls in a row, now
     longest: Counter[str] = Counter()  # ... and at most
     withheld: Counter[str] = Counter()  # minutes whose figures were withheld as stale, per windowed report
-    rss: list[tuple[int, str, float, float, int]] = []  # (polls, clock, exporter MiB, simulator MiB, bytes)
+    # (polls, clock, exporter MiB, its Python heap MiB or None, simulator MiB, exposition bytes)
+    rss: list[tuple[int, str, float, float | None, float, int]] = []
     steps_done = 0
     first_step_seconds = 0.0
     cut_short = False
@@ -262,7 +275,7 @@ def main() -> int:
                 first_step_seconds = time.monotonic() - started_wall
             if steps_done % args.rss_every == 0 or steps_done == 1:
                 _, sim_rss = sim.call("stats")
-                rss.append((steps_done, f"{moment:%m-%d %H:%M}", rss_mib(), sim_rss, exposition_bytes))
+                rss.append((steps_done, f"{moment:%m-%d %H:%M}", rss_mib(), heap_mib(), sim_rss, exposition_bytes))
         pending = sim.call("pending")
         sim.call("clear")
 
@@ -271,7 +284,7 @@ def main() -> int:
         clock.set(last)
         final_ok = {report: poller.poll(report) for report in poller.reports}
         sim_requests, sim_rss = sim.call("stats")
-        rss.append((steps_done, f"{last:%m-%d %H:%M} (final)", rss_mib(), sim_rss, exposition_bytes))
+        rss.append((steps_done, f"{last:%m-%d %H:%M} (final)", rss_mib(), heap_mib(), sim_rss, exposition_bytes))
         api_requests, poll_errors, _ = state.counters()
         # A fresh poller's full fetch, at the same clock.
         fresh_state = ExporterState(["acme"], ENDPOINTS)
@@ -334,10 +347,12 @@ def main() -> int:
     for (_, endpoint, _), n in api_requests.items():
         per_endpoint[endpoint] += n
     print("By endpoint: " + ", ".join(f"{e}: {n:,}" for e, n in sorted(per_endpoint.items())) + ".")
-    print("\n| polls | clock (UTC) | exporter RSS MiB | simulator RSS MiB | exposition bytes |")
-    print("|---:|---|---:|---:|---:|")
-    for polls_done, at, mine, theirs, size in rss:
-        print(f"| {polls_done:,} | {at} | {mine:.1f} | {theirs:.1f} | {size:,} |")
+    print("\n| polls | clock (UTC) | exporter RSS MiB | exporter Python heap MiB | simulator RSS MiB"
+          " | exposition bytes |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for polls_done, at, mine, heap, theirs, size in rss:
+        print(f"| {polls_done:,} | {at} | {mine:.1f} | {'-' if heap is None else f'{heap:.1f}'} | {theirs:.1f}"
+              f" | {size:,} |")
     print(f"\nFinal figures: {len(got_usage):,} usage (label set, window) pairs, {len(got_cost):,} cost pairs.")
     for name, ok in checks.items():
         print(f"- {name}: {'yes' if ok else 'NO'}")
