@@ -225,7 +225,9 @@ def _window_sums(stores: Mapping[str, BucketStore], table: LabelTable, windows: 
         width = summing_width(window, report)
         if width is None or width not in stores:
             continue
-        per_window[window.name] = stores[width].sums(*window_range(window, width, now), memo_key=window.name)
+        # No memo_key: cost is Decimal, and sums kept by adding and subtracting could round
+        # differently from a fresh sum; the cost report's 1d buckets are few to sum anyway.
+        per_window[window.name] = stores[width].sums(*window_range(window, width, now))
     label_ids = set().union(*per_window.values())
     return {table.labels[i]: {name: sums.get(i, zero) for name, sums in per_window.items()} for i in label_ids}
 

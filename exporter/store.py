@@ -149,7 +149,8 @@ class BucketStore:
 
         With a ``memo_key`` (a window's name), the sums of the previous call with that key are
         updated by the buckets that changed since; the result is then shared with later calls:
-        read it, do not change it.
+        read it, do not change it. That is exact for integer values only: Decimal ones added and
+        later subtracted may round differently from a fresh sum.
         """
         starts = [b.start for b in self.buckets]
         buckets = self.buckets[bisect.bisect_left(starts, start):bisect.bisect_left(starts, end)]

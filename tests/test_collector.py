@@ -335,7 +335,7 @@ def test_recent_collector_reads_again_only_after_max_age():
     inner = CountingCollector()
     recent = RecentCollector(inner, max_age=1.0, clock=lambda: now[0])
     registry = CollectorRegistry()
-    registry.register(recent)  # registering collects once, for the names
+    registry.register(recent)
     assert b"reading 1.0" in generate_latest(registry) and inner.reads == 1
     now[0] += 0.999
     assert b"reading 1.0" in generate_latest(registry) and inner.reads == 1

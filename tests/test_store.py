@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import random
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+
+import pytest
 
 from exporter import store as store_module
 from exporter.admin_api import Bucket
@@ -80,18 +81,18 @@ def test_window_sums_kept_between_polls_equal_sums_of_the_truth(monkeypatch):
     and go, and full re-reads: every window's sums equal a plain sum of what the API says."""
     rng = random.Random(11)
     labels = [f"k{i}" for i in range(12)]
-    truth: dict[int, list[tuple[str, int, Decimal]]] = {}  # minute -> rows (label, tokens, cents)
+    truth: dict[int, list[tuple[str, int]]] = {}  # minute -> rows (label, tokens)
 
-    def rows_of(minute: int) -> list[tuple[str, int, Decimal]]:
+    def rows_of(minute: int) -> list[tuple[str, int]]:
         if minute not in truth:
             active = rng.sample(labels, rng.randint(0, 4)) if minute % 50 < 40 else []  # quiet spells
             if minute % 97 == 5:
                 active.append("rare")  # leaves the 1h window an hour later: its labels must go too
-            truth[minute] = [(k, rng.randint(0, 999), Decimal(rng.randint(0, 99999)) / 1000) for k in active]
+            truth[minute] = [(k, rng.randint(0, 999)) for k in active]
         return truth[minute]
 
     table = LabelTable()
-    stores = [BucketStore("1m", 2), BucketStore("1m", 1)]  # token pairs (integers), cents (Decimal)
+    store = BucketStore("1m", 2)
     windows = {"1h": 60, "4h": 240, "since 00": None}  # None: from minute 0 on, growing
     fresh = 0
     real_summed = store_module._summed
@@ -107,50 +108,42 @@ def test_window_sums_kept_between_polls_equal_sums_of_the_truth(monkeypatch):
         now = T0 + now_minute * MINUTE
         recent = range(max(0, now_minute - 10), now_minute)
         for minute in rng.sample(recent, min(2, len(recent))):  # late data lands in recent minutes
-            rows_of(minute).append((rng.choice(labels), 1, Decimal("0.001")))
-        needed = (T0, now + MINUTE)
-        for n, store in enumerate(stores):
-            plan = store.plan(needed, horizon=900, full_refresh=3 * 3600, now=now)
-            first = int((plan.start - T0) / MINUTE)
-            last = int((plan.end - T0) / MINUTE)
-            fetched = []
-            for minute in range(first, min(last, now_minute + 1)):
-                bucket = Bucket(T0 + minute * MINUTE, T0 + (minute + 1) * MINUTE, tuple(rows_of(minute)))
-                values = (lambda row: (row[1], 2 * row[1])) if n == 0 else (lambda row: (row[2],))
-                fetched.append(store_bucket(bucket, table, lambda row: (row[0],), values, store.stride, n == 0))
-            stores[n] = store.merged(plan, fetched, keep_from=T0, now=now)
+            rows_of(minute).append((rng.choice(labels), 1))
+        plan = store.plan((T0, now + MINUTE), horizon=900, full_refresh=3 * 3600, now=now)
+        fetched = []
+        for minute in range(int((plan.start - T0) / MINUTE), min(int((plan.end - T0) / MINUTE), now_minute + 1)):
+            bucket = Bucket(T0 + minute * MINUTE, T0 + (minute + 1) * MINUTE, tuple(rows_of(minute)))
+            fetched.append(store_bucket(bucket, table, lambda row: (row[0],), lambda row: (row[1], 2 * row[1]),
+                                        2, integer=True))
+        store = store.merged(plan, fetched, keep_from=T0, now=now)
         for name, span in windows.items():
             start_minute = 0 if span is None else max(0, now_minute + 1 - span)
-            want_tokens: dict[int, list] = {}
-            want_cents: dict[int, list] = {}
+            want: dict[int, list[int]] = {}
             for minute in range(start_minute, now_minute + 1):
-                for label, tokens, cents in rows_of(minute):
-                    label_id = table.id((label,))
-                    pair = want_tokens.setdefault(label_id, [0, 0])
+                for label, tokens in rows_of(minute):
+                    pair = want.setdefault(table.id((label,)), [0, 0])
                     pair[0] += tokens
                     pair[1] += 2 * tokens
-                    want_cents.setdefault(label_id, [Decimal(0)])[0] += cents
-            start, end = T0 + start_minute * MINUTE, now + MINUTE
-            got_tokens = stores[0].sums(start, end, memo_key=name)
-            got_cents = stores[1].sums(start, end, memo_key=name)
-            assert (got_tokens, got_cents) == (want_tokens, want_cents), (name, now_minute)
+            got = store.sums(T0 + start_minute * MINUTE, now + MINUTE, memo_key=name)
+            assert got == want, (name, now_minute)
             if now_minute % 37 == 0:
-                kept.append((got_tokens, copy.deepcopy(got_tokens)))
+                kept.append((got, copy.deepcopy(got)))
     assert all(result == copy_made for result, copy_made in kept)
     # Kept sums, not summed afresh: only at first, at the full re-reads, and where the window holds
-    # fewer rows than changed (156 times in this run).
-    calls = 599 * len(windows) * len(stores)
+    # fewer rows than changed.
+    calls = 599 * len(windows)
     assert 0 < fresh < calls / 10, (fresh, calls)
 
 
-def test_window_sums_of_different_keys_and_no_key_do_not_mix():
+def test_each_window_keeps_its_own_sums(monkeypatch):
     table = LabelTable()
     store = BucketStore("1m", 1).merged(FetchPlan(T0, T0 + 10 * MINUTE, True),
                                         [minute_bucket(table, i, ("a", i)) for i in range(10)],
                                         keep_from=T0, now=T0)
     assert store.sums(T0, T0 + 10 * MINUTE, memo_key="all") == {0: [45]}
     assert store.sums(T0 + 5 * MINUTE, T0 + 10 * MINUTE, memo_key="half") == {0: [35]}
-    assert store.sums(T0, T0 + 2 * MINUTE) == {0: [1]}
-    assert store.sums(T0, T0 + 10 * MINUTE, memo_key="all") == {0: [45]}
-    assert store.sums(T0 + 9 * MINUTE, T0 + 10 * MINUTE, memo_key="half") == {0: [9]}
-    assert store.sums(T0 + 10 * MINUTE, T0 + 12 * MINUTE, memo_key="half") == {}
+    assert store.sums(T0, T0 + 2 * MINUTE) == {0: [1]}  # no key: summed, not kept
+    assert set(store.memo.entries) == {"all", "half"}
+    monkeypatch.setattr(store_module, "_summed", lambda *args: pytest.fail("summed afresh"))
+    assert store.sums(T0, T0 + 10 * MINUTE, memo_key="all") == {0: [45]}  # nothing changed for "all"
+    assert store.sums(T0 + 4 * MINUTE, T0 + 10 * MINUTE, memo_key="half") == {0: [39]}  # one bucket entered
