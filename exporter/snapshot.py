@@ -202,7 +202,8 @@ def estimate_ratio(usage: BucketStore, usage_table: LabelTable, fetch_group_by: 
         return {}
     workspace, model = fetch_group_by.index("workspace_id"), fetch_group_by.index("model")
     estimated: dict[tuple[str, str], int] = {}
-    for label_id, values in usage.sums(start, end).items():
+    # Kept between calls under a key no window name can be: the 7 days move only at midnight.
+    for label_id, values in usage.sums(start, end, memo_key=("estimate_ratio",)).items():
         labels = usage_table.labels[label_id]
         key = (labels[workspace], labels[model])
         estimated[key] = estimated.get(key, 0) + values[TOKEN_COST]
