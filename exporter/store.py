@@ -178,18 +178,7 @@ class BucketStore:
 def _summed(buckets: tuple[StoredBucket, ...], stride: int) -> _Summed:
     totals: dict[int, list[Any]] = {}
     rows: dict[int, int] = {}
-    for bucket in buckets:
-        values = bucket.values
-        for row, label_id in enumerate(bucket.label_ids):
-            offset = row * stride
-            total = totals.get(label_id)
-            if total is None:
-                totals[label_id] = list(values[offset:offset + stride])
-                rows[label_id] = 1
-            else:
-                for i in range(stride):
-                    total[i] += values[offset + i]
-                rows[label_id] += 1
+    _add(totals, rows, set(), buckets, stride, 1)
     return _Summed(buckets, totals, rows)
 
 
@@ -205,25 +194,32 @@ def _resummed(before: _Summed, buckets: tuple[StoredBucket, ...], stride: int) -
     # Copy on write: the lists of labels no changed row touches stay shared with ``before``.
     totals = dict(before.totals)
     rows = dict(before.rows)
-    copied: set[int] = set()
-    for sign, changed_buckets in ((-1, left), (1, entered)):
-        for bucket in changed_buckets:
-            values = bucket.values
-            for row, label_id in enumerate(bucket.label_ids):
-                offset = row * stride
-                total = totals.get(label_id)
-                if total is None:
-                    totals[label_id] = list(values[offset:offset + stride])
-                    copied.add(label_id)
-                    rows[label_id] = 1
-                    continue
-                if label_id not in copied:
-                    total = totals[label_id] = list(total)
-                    copied.add(label_id)
-                for i in range(stride):
-                    total[i] += sign * values[offset + i]
-                rows[label_id] += sign
-    for label_id in copied:
+    written: set[int] = set()
+    _add(totals, rows, written, left, stride, -1)
+    _add(totals, rows, written, entered, stride, 1)
+    for label_id in written:
         if rows[label_id] == 0:  # no row of the window has these labels any more
             del totals[label_id], rows[label_id]
     return _Summed(buckets, totals, rows)
+
+
+def _add(totals: dict[int, list[Any]], rows: dict[int, int], written: set[int],
+         buckets: Iterable[StoredBucket], stride: int, sign: int) -> None:
+    """Adds (sign 1) or takes away (-1) the buckets' rows; a label's list is copied before its
+    first change unless it is in ``written`` (lists this call made)."""
+    for bucket in buckets:
+        values = bucket.values
+        for row, label_id in enumerate(bucket.label_ids):
+            offset = row * stride
+            total = totals.get(label_id)
+            if total is None:  # only when adding: a row taken away was added before
+                totals[label_id] = list(values[offset:offset + stride])
+                written.add(label_id)
+                rows[label_id] = 1
+                continue
+            if label_id not in written:
+                total = totals[label_id] = list(total)
+                written.add(label_id)
+            for i in range(stride):
+                total[i] += sign * values[offset + i]
+            rows[label_id] += sign
