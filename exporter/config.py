@@ -13,6 +13,7 @@ import yaml
 
 from exporter.pricing import PriceTable, default_table, parse_pricing
 from exporter.timeutil import format_duration, parse_duration
+from exporter.yamldoc import DocumentReader
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_KEY_ENV = "ANTHROPIC_ADMIN_API_KEY"
@@ -224,34 +225,14 @@ def parse_config(data: Any, environ: Mapping[str, str], *, resolve_keys: bool = 
     return config
 
 
-class _Parser:
-    """Walks the document once, collecting problems instead of stopping at the first."""
-
+class _Parser(DocumentReader):
     def __init__(self, environ: Mapping[str, str], resolve_keys: bool):
+        super().__init__()
         self.environ = environ
         self.resolve_keys = resolve_keys
-        self.problems: list[str] = []
 
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.problem(path, f"must be a mapping, got {_kind(value)}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.problem(f"{path}.{key}" if path else str(key),
-                             f"unknown key (allowed: {', '.join(allowed)})")
-        return {k: v for k, v in value.items() if k in allowed}
-
-    def string(self, value: Any, path: str) -> str | None:
-        if not isinstance(value, str) or not value:
-            self.problem(path, f"must be a non-empty string, got {_kind(value)}")
-            return None
-        return value
+    def describe(self, value: Any) -> str:
+        return _kind(value)
 
     def duration(self, value: Any, path: str, default: float) -> float:
         if value is None:

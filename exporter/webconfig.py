@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from exporter.yamldoc import DocumentReader
+
 log = logging.getLogger(__name__)
 
 INSTALL_BCRYPT = "pip install 'anthropic-usage-exporter[web]'"
@@ -127,40 +129,23 @@ def parse_web_config(data: Any, base_dir: str = "", source: str = "<web config>"
     return config
 
 
-class _Parser:
+class _Parser(DocumentReader):
+    top = "web config"
+
     def __init__(self, base_dir: str):
+        super().__init__()
         self.base_dir = base_dir
-        self.problems: list[str] = []
 
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
+    def describe(self, value: Any) -> str:
+        return _kind(value)
 
-    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.problem(path or "web config", f"must be a mapping, got {_kind(value)}")
-            return {}
-        for key in value:
-            where = f"{path}.{key}" if path else str(key)
-            if key in allowed:
-                continue
-            if where in _UNSUPPORTED:
-                self.problem(where, _UNSUPPORTED[where])
-            else:
-                self.problem(where, f"unknown key (allowed: {', '.join(allowed)})")
-        return {k: v for k, v in value.items() if k in allowed}
+    def unknown_key(self, where: str, allowed: tuple[str, ...]) -> str:
+        return _UNSUPPORTED.get(where) or super().unknown_key(where, allowed)
 
     def config(self, data: Any) -> WebConfig:
         top = self.mapping(data, "", _TOP_KEYS)
         return WebConfig(self.tls(top.get("tls_server_config")), self.users(top.get("basic_auth_users")),
                          self.http(top.get("http_server_config")))
-
-    def string(self, value: Any, path: str) -> str | None:
-        if not isinstance(value, str) or not value:
-            self.problem(path, f"must be a non-empty string, got {_kind(value)}")
-            return None
-        return value
 
     def file(self, value: Any, path: str) -> str | None:
         name = self.string(value, path)

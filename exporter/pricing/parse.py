@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from exporter.pricing.table import TOKEN_KINDS, Band, FastMode, ModelPrices, PriceTable, Rates, Tier
+from exporter.yamldoc import DocumentReader
 
 DATA_FILE = "prices.yaml"
 CACHE_KINDS = ("cache_write_5m", "cache_write_1h", "cache_read")
@@ -72,25 +73,9 @@ def parse_pricing(data: Any, path: str = "pricing", *,
     return table, reader.problems
 
 
-class _Reader:
-    """Walks a document once, collecting problems instead of stopping at the first."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], *, required: bool = False) -> dict[str, Any]:
-        if value is None and not required:
-            return {}
-        if not isinstance(value, dict):
-            self.problem(path, f"must be a mapping, got {_describe(value)}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.problem(_join(path, key), f"unknown key (allowed: {', '.join(allowed)})")
-        return {k: v for k, v in value.items() if k in allowed}
+class _Reader(DocumentReader):
+    def describe(self, value: Any) -> str:
+        return _describe(value)
 
     def number(self, value: Any, path: str) -> Decimal | None:
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
@@ -373,10 +358,6 @@ class _Reader:
 def _overlap(a_from: date | None, a_until: date | None, b_from: date | None, b_until: date | None) -> bool:
     return (a_from is None or b_until is None or a_from < b_until) and (
         b_from is None or a_until is None or b_from < a_until)
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
 
 
 def _describe(value: Any) -> str:
