@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from exporter.client.request_log import COLUMN_NAMES, TABLE, format_time
+from exporter.output import write_output
 from exporter.timeutil import parse_duration
 
 PROG = "anthropic-usage-exporter requests"
@@ -240,13 +241,8 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None, now: floa
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    try:
-        {"table": _write_table, "csv": _write_csv, "jsonl": _write_jsonl}[args.format](columns, rows, out)
-        out.flush()
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        if out is sys.stdout:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    writer = {"table": _write_table, "csv": _write_csv, "jsonl": _write_jsonl}[args.format]
+    write_output(out, lambda stream: writer(columns, rows, stream))
     return 0
 
 

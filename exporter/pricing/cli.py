@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import IO, Any
 
+from exporter.output import write_output
 from exporter.pricing.parse import default_table, parse_pricing
 from exporter.pricing.table import ONE, PriceTable, Rates
 
@@ -137,13 +137,7 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None, now: 
             print(f"  {problem}", file=sys.stderr)
         return 2
     day = args.at or (datetime.now(UTC) if now is None else now.astimezone(UTC)).date()
-    try:
-        out.write(render(table, day))
-        out.flush()
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        if out is sys.stdout:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    write_output(out, lambda stream: stream.write(render(table, day)))
     return 0
 
 
