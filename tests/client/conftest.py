@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.simulator import SimulatedOrganization, SimulatorServer
+
 from .fakes import SDK_HTTP, FakeAPI
 
 
@@ -49,3 +51,11 @@ def value(registry: CollectorRegistry) -> Callable[..., float | None]:
         return registry.get_sample_value(name, labels)
 
     return get
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    """The simulator on real time, for the SDK's requests."""
+    server = SimulatorServer(SimulatedOrganization(seed=7), host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()

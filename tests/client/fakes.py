@@ -1,4 +1,5 @@
-"""Test doubles for the client middleware tests: a scriptable fake Messages API and its frames."""
+"""Test doubles for the client middleware tests: a scriptable fake Messages API and its frames,
+and the arguments of small Messages requests."""
 
 from __future__ import annotations
 
@@ -269,3 +270,16 @@ def collect_garbage_holding(lock: Any) -> None:
     thread.start()
     thread.join(5)
     assert not thread.is_alive(), "deadlocked: a finalizer recorded under the log's lock"
+
+
+def ask(text: str, *, cache_ttl: str | None = None, search: bool = False, geo: str | None = None) -> dict[str, Any]:
+    """Arguments of a small Messages request; optionally a cached system prompt, web search or a geo."""
+    args: dict[str, Any] = {"max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+    if cache_ttl is not None:
+        control = {"type": "ephemeral"} if cache_ttl == "5m" else {"type": "ephemeral", "ttl": "1h"}
+        args["system"] = [{"type": "text", "text": "You are terse. " * 50, "cache_control": control}]
+    if search:
+        args["tools"] = [{"type": "web_search_20250305", "name": "web_search"}]
+    if geo is not None:
+        args["extra_body"] = {"inference_geo": geo}
+    return args

@@ -12,7 +12,6 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from exporter.client import Recorder, RequestLog, instrument
 from exporter.client.log_cli import main as requests_cli
 from exporter.pricing import ModelPrices, Rates, default_table
-from exporter.simulator import SimulatedOrganization, SimulatorServer
+from exporter.simulator import SimulatorServer
 from exporter.simulator.org import UsageEvent
 
-from .fakes import sse
+from .fakes import ask, sse
 
 KEY = "sk-ant-api03-test"
 COST = "anthropic_client_estimated_cost_usd_total"
@@ -94,25 +93,6 @@ class Served:
         with self._lock:
             assert len(self.events) == count
             return list(self.events)
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    server = SimulatorServer(SimulatedOrganization(seed=7), host="127.0.0.1", port=0).start()
-    yield server
-    server.stop()
-
-
-def ask(text: str, *, cache_ttl: str | None = None, search: bool = False, geo: str | None = None) -> dict[str, Any]:
-    args: dict[str, Any] = {"max_tokens": 64, "messages": [{"role": "user", "content": text}]}
-    if cache_ttl is not None:
-        control = {"type": "ephemeral"} if cache_ttl == "5m" else {"type": "ephemeral", "ttl": "1h"}
-        args["system"] = [{"type": "text", "text": "You are terse. " * 50, "cache_control": control}]
-    if search:
-        args["tools"] = [{"type": "web_search_20250305", "name": "web_search"}]
-    if geo is not None:
-        args["extra_body"] = {"inference_geo": geo}
-    return args
 
 
 def cli(*argv: str) -> str:

@@ -6,15 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from exporter.simulator import SimulatedOrganization, SimulatorServer
+from exporter.simulator import SimulatorServer
 
 MODEL = "claude-haiku-4-5"
 
@@ -39,13 +37,6 @@ for i in range(n):
     sums["output"] += usage.output_tokens
 print(json.dumps(sums))
 """
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    server = SimulatorServer(SimulatedOrganization(seed=7), host="127.0.0.1", port=0).start()
-    yield server
-    server.stop()
 
 
 def test_two_processes_merge(sim: SimulatorServer, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import importlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from exporter.client import InstrumentedTransport, RequestLog, client_metrics, instrument
 from exporter.client.recorder import BODY_SCAN_LIMIT
-from exporter.simulator import SimulatedOrganization, SimulatorServer
+from exporter.simulator import SimulatorServer
 
-from .fakes import SDK_HTTP, SDK_MAJOR, collect_garbage_holding
+from .fakes import SDK_HTTP, SDK_MAJOR, ask, collect_garbage_holding
 
 Value = Callable[..., float | None]
 KEY = "sk-ant-api03-test"
@@ -36,27 +36,9 @@ TOKEN_METRICS = {
 }
 
 
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    server = SimulatorServer(SimulatedOrganization(seed=7), host="127.0.0.1", port=0).start()
-    yield server
-    server.stop()
-
-
 def sync_client(url: str, registry: CollectorRegistry, **kwargs: Any) -> Any:
     kwargs.setdefault("max_retries", 2)
     return instrument(anthropic.Anthropic(api_key=KEY, base_url=url, **kwargs), registry=registry)
-
-
-def ask(text: str, *, cache_ttl: str | None = None, search: bool = False) -> dict[str, Any]:
-    """Arguments of a small Messages request; optionally cached system prompt or web search."""
-    args: dict[str, Any] = {"max_tokens": 64, "messages": [{"role": "user", "content": text}]}
-    if cache_ttl is not None:
-        control = {"type": "ephemeral"} if cache_ttl == "5m" else {"type": "ephemeral", "ttl": "1h"}
-        args["system"] = [{"type": "text", "text": "You are terse. " * 50, "cache_control": control}]
-    if search:
-        args["tools"] = [{"type": "web_search_20250305", "name": "web_search"}]
-    return args
 
 
 class Usage:
